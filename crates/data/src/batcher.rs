@@ -1,0 +1,178 @@
+//! Fixed-length training sequences and shuffled batches.
+//!
+//! Each record becomes `seq_len + 1` ids (truncated, or padded with 0 at the end), and the
+//! model learns to predict each id from the ones before it:
+//!
+//! ```text
+//! ids:     recipe for toast | butter it . 0 0 0
+//! input:   recipe for toast | butter it . 0 0      (ids[0..seq_len])
+//! target:  for toast | butter it . 0 0 0           (ids[1..seq_len+1])
+//! weight:  1   1     1 1      1  1 1 0 0           (real tokens + the first stop)
+//! ```
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+
+use crate::Vocab;
+use crate::vocab::PAD_ID;
+
+/// Every record's ids, `seq_len + 1` per record.
+#[derive(Debug, Clone)]
+pub struct Sequences {
+    seq_len: usize,
+    ids: Vec<u32>,
+}
+
+impl Sequences {
+    /// Encodes token lists to rows of `seq_len + 1` ids, truncating or padding with 0.
+    pub fn encode<'a, I, T>(records: I, vocab: &Vocab, seq_len: usize) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: IntoIterator<Item = &'a str>,
+    {
+        let row = seq_len + 1;
+        let mut ids = Vec::new();
+        for tokens in records {
+            let start = ids.len();
+            ids.extend(tokens.into_iter().take(row).map(|t| vocab.id(t)));
+            ids.resize(start + row, PAD_ID);
+        }
+        Self { seq_len, ids }
+    }
+
+    /// Number of sequences.
+    pub fn len(&self) -> usize {
+        self.ids.len() / (self.seq_len + 1)
+    }
+
+    /// True when there are no sequences.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// The `seq_len + 1` ids of sequence `i`.
+    pub fn row(&self, i: usize) -> &[u32] {
+        let n = self.seq_len + 1;
+        &self.ids[i * n..(i + 1) * n]
+    }
+
+    /// Input length of every sequence (one less than a row).
+    pub fn seq_len(&self) -> usize {
+        self.seq_len
+    }
+}
+
+/// Loss weight of each target position: 1 for real tokens and for the first stop token that
+/// follows them, 0 for the rest of the padding; or 1 everywhere when `on_padding` (Keras).
+pub fn loss_weights(targets: &[u32], on_padding: bool) -> Vec<f32> {
+    if on_padding {
+        return vec![1.0; targets.len()];
+    }
+    let real = targets.iter().position(|&t| t == PAD_ID).map_or(targets.len(), |p| p + 1);
+    (0..targets.len()).map(|i| if i < real { 1.0 } else { 0.0 }).collect()
+}
+
+/// One batch, row-major `[batch, seq_len]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    /// Number of sequences in this batch (the last batch of an epoch may be short).
+    pub batch_size: usize,
+    /// Positions per sequence.
+    pub seq_len: usize,
+    /// Input ids.
+    pub inputs: Vec<u32>,
+    /// Target ids: the inputs shifted left by one.
+    pub targets: Vec<u32>,
+    /// Per-position loss weights (see [`loss_weights`]).
+    pub weights: Vec<f32>,
+}
+
+/// Cuts sequences into shuffled batches, reproducibly for a given seed and epoch.
+#[derive(Debug, Clone, Copy)]
+pub struct Batcher {
+    /// Sequences per batch.
+    pub batch_size: usize,
+    /// Whether padding positions count in the loss (as in Keras) or only real tokens + stop.
+    pub loss_on_padding: bool,
+}
+
+impl Batcher {
+    /// Number of batches per epoch (the last one may be short).
+    pub fn batches_per_epoch(&self, data: &Sequences) -> usize {
+        data.len().div_ceil(self.batch_size)
+    }
+
+    /// The batches of one epoch, shuffled with a generator seeded by `seed` and `epoch`.
+    pub fn epoch<'a>(&self, data: &'a Sequences, seed: u64, epoch: usize) -> impl Iterator<Item = Batch> + 'a {
+        let mut order: Vec<usize> = (0..data.len()).collect();
+        let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64));
+        order.shuffle(&mut rng);
+        let this = *self;
+        let chunks: Vec<Vec<usize>> = order.chunks(self.batch_size).map(<[usize]>::to_vec).collect();
+        chunks.into_iter().map(move |rows| this.batch(data, &rows))
+    }
+
+    /// Assembles the given rows into one batch.
+    pub fn batch(&self, data: &Sequences, rows: &[usize]) -> Batch {
+        let t = data.seq_len();
+        let mut b = Batch {
+            batch_size: rows.len(),
+            seq_len: t,
+            inputs: Vec::with_capacity(rows.len() * t),
+            targets: Vec::with_capacity(rows.len() * t),
+            weights: Vec::with_capacity(rows.len() * t),
+        };
+        for &r in rows {
+            let row = data.row(r);
+            b.inputs.extend_from_slice(&row[..t]);
+            b.targets.extend_from_slice(&row[1..]);
+            b.weights.extend(loss_weights(&row[1..], self.loss_on_padding));
+        }
+        b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (Vocab, Sequences) {
+        let texts = ["a b c d e", "b c", "c"];
+        let vocab = Vocab::build(texts.iter().flat_map(|t| t.split(' ')), 100);
+        let seqs = Sequences::encode(texts.iter().map(|t| t.split(' ')), &vocab, 3);
+        (vocab, seqs)
+    }
+
+    #[test]
+    fn rows_are_truncated_or_padded_to_seq_len_plus_one() {
+        let (v, s) = setup();
+        assert_eq!(s.len(), 3);
+        let ids = |w: &str| v.id(w);
+        assert_eq!(s.row(0), [ids("a"), ids("b"), ids("c"), ids("d")]);
+        assert_eq!(s.row(1), [ids("b"), ids("c"), 0, 0]);
+    }
+
+    #[test]
+    fn target_is_input_shifted_and_weights_stop_after_first_pad() {
+        let (_, s) = setup();
+        let b = Batcher { batch_size: 8, loss_on_padding: false }.batch(&s, &[1]);
+        assert_eq!(b.inputs, &s.row(1)[..3]);
+        assert_eq!(b.targets, &s.row(1)[1..]);
+        assert_eq!(b.weights, [1.0, 1.0, 0.0]);
+        let keras = Batcher { batch_size: 8, loss_on_padding: true }.batch(&s, &[1]);
+        assert_eq!(keras.weights, [1.0, 1.0, 1.0]);
+        assert_eq!(loss_weights(&[5, 6, 7], false), [1.0, 1.0, 1.0]);
+    }
+
+    #[test]
+    fn shuffling_is_reproducible_and_covers_every_row() {
+        let (_, s) = setup();
+        let batcher = Batcher { batch_size: 2, loss_on_padding: false };
+        let a: Vec<Batch> = batcher.epoch(&s, 7, 0).collect();
+        let b: Vec<Batch> = batcher.epoch(&s, 7, 0).collect();
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 2);
+        assert_eq!(a.iter().map(|b| b.batch_size).sum::<usize>(), 3);
+    }
+}

@@ -1,0 +1,45 @@
+//! Reading (optionally gzip-compressed) text files and writing files atomically.
+
+use std::io::Read;
+use std::path::Path;
+
+use crate::DataError;
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DataError + '_ {
+    move |source| DataError::Io { path: path.to_owned(), source }
+}
+
+/// Reads a file's bytes, decompressing it when its name ends in `.gz`.
+pub fn read_bytes(path: &Path) -> Result<Vec<u8>, DataError> {
+    let raw = std::fs::read(path).map_err(io_err(path))?;
+    if path.extension().is_some_and(|e| e == "gz") {
+        let mut out = Vec::with_capacity(raw.len() * 4);
+        flate2::read::MultiGzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(|e| DataError::Format {
+                path: path.to_owned(),
+                detail: format!("not a valid gzip file ({e})"),
+            })?;
+        Ok(out)
+    } else {
+        Ok(raw)
+    }
+}
+
+/// Reads a file as UTF-8 text, naming the byte offset of the first invalid sequence.
+pub fn read_text(path: &Path) -> Result<String, DataError> {
+    String::from_utf8(read_bytes(path)?).map_err(|e| DataError::Utf8 {
+        path: path.to_owned(),
+        detail: format!("invalid byte sequence at byte {}", e.utf8_error().valid_up_to()),
+    })
+}
+
+/// Writes `bytes` to a temporary file beside `path` and renames it into place, so a crash
+/// never leaves `path` half-written.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_err(path))
+}

@@ -1,0 +1,14 @@
+//! Text data for the LSTM language models: corpus loading, standardisation, vocabulary and
+//! batching. Nothing here depends on a tensor library, so it builds and tests in seconds.
+
+pub mod batcher;
+pub mod corpus;
+pub mod error;
+pub mod files;
+pub mod tokenizer;
+pub mod vocab;
+
+pub use batcher::{Batch, Batcher, Sequences};
+pub use corpus::{CorpusFormat, CorpusSpec, LoadedCorpus, RECIPE_TEMPLATE};
+pub use error::DataError;
+pub use vocab::Vocab;

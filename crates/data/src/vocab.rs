@@ -1,0 +1,150 @@
+//! The vocabulary: id 0 is padding/stop (the empty string), id 1 is `[UNK]`, then tokens by
+//! falling frequency, built exactly as Keras `TextVectorization.adapt` builds it.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::DataError;
+
+/// Id of the padding token, which also marks the end of a text (the stop token).
+pub const PAD_ID: u32 = 0;
+/// Id of the token that stands for every word outside the vocabulary.
+pub const UNK_ID: u32 = 1;
+/// The text of the unknown-word token.
+pub const UNK_TOKEN: &str = "[UNK]";
+
+/// A bidirectional map between tokens and ids.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Vocab {
+    tokens: Vec<String>,
+    ids: HashMap<String, u32>,
+}
+
+impl Vocab {
+    /// Builds a vocabulary of at most `max_size` entries (the two reserved ones included) from
+    /// token streams. Ties in frequency are broken by the token's UTF-8 bytes in descending
+    /// order, as Keras does.
+    pub fn build<I, T>(tokens: I, max_size: usize) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<str>,
+    {
+        let mut counts: HashMap<String, u64> = HashMap::new();
+        for token in tokens {
+            let token = token.as_ref();
+            match counts.get_mut(token) {
+                Some(n) => *n += 1,
+                None => {
+                    counts.insert(token.to_owned(), 1);
+                }
+            }
+        }
+        let mut ranked: Vec<(String, u64)> = counts.into_iter().collect();
+        ranked.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.as_bytes().cmp(a.0.as_bytes())));
+        let keep = max_size.saturating_sub(2);
+        let words = ranked.into_iter().take(keep).map(|(t, _)| t);
+        Self::from_tokens([String::new(), UNK_TOKEN.to_owned()].into_iter().chain(words).collect())
+    }
+
+    /// Wraps a token list already in id order (entry 0 must be padding, entry 1 `[UNK]`).
+    fn from_tokens(tokens: Vec<String>) -> Self {
+        let ids = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
+        Self { tokens, ids }
+    }
+
+    /// Number of entries, the reserved ones included.
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// True when the vocabulary holds only the reserved entries or none at all.
+    pub fn is_empty(&self) -> bool {
+        self.tokens.len() <= 2
+    }
+
+    /// The id of `token`, or [`UNK_ID`] when it is not in the vocabulary.
+    pub fn id(&self, token: &str) -> u32 {
+        self.ids.get(token).copied().unwrap_or(UNK_ID)
+    }
+
+    /// True when `token` has an id of its own.
+    pub fn contains(&self, token: &str) -> bool {
+        self.ids.contains_key(token)
+    }
+
+    /// The token for `id` (the empty string for padding; `[UNK]` for an id out of range).
+    pub fn token(&self, id: u32) -> &str {
+        self.tokens.get(id as usize).map_or(UNK_TOKEN, String::as_str)
+    }
+
+    /// All tokens in id order.
+    pub fn tokens(&self) -> &[String] {
+        &self.tokens
+    }
+
+    /// Writes one token a line in id order (Keras's `get_vocabulary()` order), atomically.
+    pub fn save(&self, path: &Path) -> Result<(), DataError> {
+        let mut text = String::new();
+        for t in &self.tokens {
+            text.push_str(t);
+            text.push('\n');
+        }
+        crate::files::write_atomic(path, text.as_bytes())
+    }
+
+    /// Reads a vocabulary written by [`Vocab::save`], checking the reserved entries.
+    pub fn load(path: &Path) -> Result<Self, DataError> {
+        let text = crate::files::read_text(path)?;
+        let tokens: Vec<String> = text.lines().map(str::to_owned).collect();
+        let format = |detail: String| DataError::Format { path: path.to_owned(), detail };
+        if tokens.len() < 2 || !tokens[0].is_empty() || tokens[1] != UNK_TOKEN {
+            return Err(format(
+                "not a vocabulary file: line 1 must be empty (padding) and line 2 `[UNK]`".into(),
+            ));
+        }
+        let vocab = Self::from_tokens(tokens);
+        if vocab.ids.len() != vocab.tokens.len() {
+            return Err(format("the same token appears on two lines".into()));
+        }
+        Ok(vocab)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frequency_order_with_keras_tie_break() {
+        let text = "b a c a b d ( ) ( )";
+        let v = Vocab::build(text.split(' '), 100);
+        // a, b, (, ) all occur twice: ties go by descending bytes; then c and d once each.
+        assert_eq!(v.tokens(), ["", "[UNK]", "b", "a", ")", "(", "d", "c"]);
+        assert_eq!(v.id("a"), 3);
+        assert_eq!(v.id("zebra"), UNK_ID);
+        assert_eq!(v.token(0), "");
+    }
+
+    #[test]
+    fn max_size_counts_the_reserved_entries() {
+        let v = Vocab::build("x x x y y z".split(' '), 4);
+        assert_eq!(v.tokens(), ["", "[UNK]", "x", "y"]);
+    }
+
+    #[test]
+    fn save_and_load_round_trip() {
+        let dir = std::env::temp_dir().join(format!("vocab-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let v = Vocab::build("héllo wörld héllo".split(' '), 10);
+        let path = dir.join("vocab.txt");
+        v.save(&path).unwrap();
+        assert_eq!(Vocab::load(&path).unwrap(), v);
+        std::fs::write(&path, "hello\n").unwrap();
+        let err = Vocab::load(&path).unwrap_err().to_string();
+        assert!(err.contains("vocab.txt") && err.contains("not a vocabulary"), "{err}");
+    }
+}

@@ -1,0 +1,140 @@
+//! The `inference` binary's library: `generate` continues a prompt, `probs` prints the most
+//! likely next words at several temperatures, both from a checkpoint.
+
+use std::fmt::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use model::sampling::{check_temperature, probabilities, top};
+use model::{Backend, Checkpoint, Generator, Sampling};
+
+/// Use a trained LSTM language model.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "inference", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to do with the model.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Continue a prompt, one token at a time.
+    Generate(GenerateArgs),
+    /// Print the most likely next words after a prompt, per temperature.
+    Probs(ProbsArgs),
+}
+
+/// Which checkpoint and prompt.
+#[derive(Debug, Clone, Args)]
+pub struct Source {
+    /// A run directory (its latest checkpoint is used) or one checkpoint directory.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// The text to continue; standardised as the training data was.
+    #[arg(long)]
+    pub prompt: String,
+    /// CPU backend: flex or ndarray.
+    #[arg(long, default_value_t = Backend::Flex)]
+    pub backend: Backend,
+}
+
+/// `inference generate` flags.
+#[derive(Debug, Clone, Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub source: Source,
+    /// Sampling temperature (> 0).
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f32,
+    /// Most new tokens to generate (generation also stops at the stop token).
+    #[arg(long, default_value_t = 100)]
+    pub max_tokens: usize,
+    /// Always take the most likely next token.
+    #[arg(long)]
+    pub greedy: bool,
+    /// Sample only among the K most likely tokens.
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Seed for sampling.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+/// `inference probs` flags.
+#[derive(Debug, Clone, Args)]
+pub struct ProbsArgs {
+    #[command(flatten)]
+    pub source: Source,
+    /// Comma-separated temperatures, each > 0.
+    #[arg(long, value_delimiter = ',', default_value = "1.0,0.2")]
+    pub temperatures: Vec<f32>,
+    /// How many words to list per temperature.
+    #[arg(long, default_value_t = 5)]
+    pub top: usize,
+}
+
+/// Runs a subcommand and returns what it prints on stdout (warnings go to stderr).
+pub fn run(cli: &Cli) -> Result<String> {
+    match &cli.command {
+        Command::Generate(args) => generate(args),
+        Command::Probs(args) => probs(args),
+    }
+}
+
+fn open(source: &Source) -> Result<(model::LstmLm, data::Vocab, Checkpoint)> {
+    let ckpt = Checkpoint::open(&source.checkpoint)?;
+    let (model, vocab) = ckpt.load(&source.backend.device())?;
+    Ok((model, vocab, ckpt))
+}
+
+fn generate(args: &GenerateArgs) -> Result<String> {
+    check_temperature(args.temperature).map_err(anyhow::Error::msg).context("--temperature")?;
+    let (model, vocab, ckpt) = open(&args.source)?;
+    let mut generator = Generator::new(&model, &vocab, args.source.backend.device(), args.seed);
+    let prompt = prompt(&generator, &args.source.prompt)?;
+    let sampling = Sampling { temperature: args.temperature, top_k: args.top_k, greedy: args.greedy };
+    let start = Instant::now();
+    let ids = generator.generate(&prompt, args.max_tokens, &sampling);
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "{}: {} tokens in {secs:.2}s ({:.0} tokens/s)",
+        ckpt.dir.display(),
+        ids.len(),
+        ids.len() as f64 / secs.max(1e-9)
+    );
+    Ok(format!("{} {}\n", generator.decode(&prompt), generator.decode(&ids)))
+}
+
+fn probs(args: &ProbsArgs) -> Result<String> {
+    if args.temperatures.is_empty() {
+        bail!("--temperatures needs at least one value");
+    }
+    for &t in &args.temperatures {
+        check_temperature(t).map_err(anyhow::Error::msg).context("--temperatures")?;
+    }
+    let (model, vocab, _) = open(&args.source)?;
+    let generator = Generator::new(&model, &vocab, args.source.backend.device(), 0);
+    let prompt = prompt(&generator, &args.source.prompt)?;
+    let logits = generator.next_token_logits(&prompt);
+    let mut out = String::new();
+    for &t in &args.temperatures {
+        writeln!(out, "temperature = {t}\nPROMPT: {}", generator.decode(&prompt))?;
+        for (id, p) in top(&probabilities(&logits, t), args.top) {
+            let word = if id == 0 { "<stop>" } else { vocab.token(id) };
+            writeln!(out, "{word:<16}{:.2}%", p * 100.0)?;
+        }
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+fn prompt(generator: &Generator, text: &str) -> Result<Vec<u32>> {
+    let prompt = generator.prompt(text).map_err(anyhow::Error::msg)?;
+    if !prompt.unknown.is_empty() {
+        eprintln!("warning: not in the vocabulary, read as [UNK]: {}", prompt.unknown.join(", "));
+    }
+    Ok(prompt.ids)
+}

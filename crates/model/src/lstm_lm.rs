@@ -1,0 +1,77 @@
+//! `Embedding(vocab, E) -> LSTM(H, whole sequence) -> Linear(H, vocab)`: the textbook's
+//! word-level language model. Softmax lives in the loss and in sampling.
+
+use burn::module::Module;
+use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig, Lstm, LstmConfig, LstmState};
+use burn::tensor::{Device, Int, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// Layer sizes (the vocabulary size comes from the data).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// Width of each token's embedding vector (the chapter: 100).
+    pub embedding_dim: usize,
+    /// LSTM units (the chapter: 128).
+    pub hidden_size: usize,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self { embedding_dim: 100, hidden_size: 128 }
+    }
+}
+
+impl ModelConfig {
+    /// Builds a freshly initialised model for a vocabulary of `vocab_size` entries.
+    pub fn init(&self, vocab_size: usize, device: &Device) -> LstmLm {
+        LstmLm {
+            // Keras's Embedding default; Burn's N(0, 1) starts training at a far higher loss.
+            embedding: EmbeddingConfig::new(vocab_size, self.embedding_dim)
+                .with_initializer(Initializer::Uniform { min: -0.05, max: 0.05 })
+                .init(device),
+            lstm: LstmConfig::new(self.embedding_dim, self.hidden_size, true).init(device),
+            output: LinearConfig::new(self.hidden_size, vocab_size).init(device),
+        }
+    }
+}
+
+/// The language model.
+#[derive(Module, Debug)]
+pub struct LstmLm {
+    pub(crate) embedding: Embedding,
+    pub(crate) lstm: Lstm,
+    pub(crate) output: Linear,
+}
+
+impl LstmLm {
+    /// Ids `[batch, seq]` and an optional carried state -> logits `[batch, seq, vocab]` and
+    /// the state after the last position.
+    pub fn forward(&self, ids: Tensor<2, Int>, state: Option<LstmState<2>>) -> (Tensor<3>, LstmState<2>) {
+        let x = self.embedding.forward(ids);
+        let (h, state) = self.lstm.forward(x, state);
+        (self.output.forward(h), state)
+    }
+
+    /// Number of vocabulary entries the model predicts over.
+    pub fn vocab_size(&self) -> usize {
+        let [vocab, _] = self.embedding.weight.shape().dims();
+        vocab
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_shapes_follow_batch_seq_vocab() {
+        let device = Device::flex();
+        let model = ModelConfig { embedding_dim: 8, hidden_size: 16 }.init(50, &device);
+        let ids = Tensor::<2, Int>::zeros([3, 7], &device);
+        let (logits, state) = model.forward(ids, None);
+        assert_eq!(logits.dims(), [3, 7, 50]);
+        assert_eq!(state.hidden.dims(), [3, 16]);
+        assert_eq!(model.vocab_size(), 50);
+    }
+}

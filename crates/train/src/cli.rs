@@ -1,0 +1,33 @@
+//! Command-line flags; each overrides the config value of the same name.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use model::Backend;
+
+/// Train an LSTM language model from a TOML config, generating text after every epoch.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "train", version)]
+pub struct Args {
+    /// Config file, or the name of one in configs/ (e.g. `recipes.toml` or `recipes`).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Number of epochs (overrides `train.epochs`).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Run directory for checkpoints, metrics and samples (default: runs/<config name>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// CPU backend: flex or ndarray (overrides `train.backend`).
+    #[arg(long)]
+    pub backend: Option<Backend>,
+    /// Random seed for initialisation, shuffling and sampling (overrides `train.seed`).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Stop each epoch after N batches, for a quick look (overrides `train.max_batches_per_epoch`).
+    #[arg(long)]
+    pub max_batches: Option<usize>,
+    /// Continue from the run directory's latest checkpoint (weights, optimizer, epoch).
+    #[arg(long)]
+    pub resume: bool,
+}

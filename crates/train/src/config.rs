@@ -1,0 +1,197 @@
+//! The training config: a TOML file whose sections hold only what differs from the
+//! defaults below (the chapter's settings). Unknown keys are rejected.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use data::CorpusSpec;
+use model::{Backend, ModelConfig};
+use serde::{Deserialize, Serialize};
+
+/// Where shipped configs live; a bare `--config NAME` that is not a file is looked up here.
+pub const CONFIG_DIR: &str = "configs";
+
+/// A whole training run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The corpus file and how its records become texts.
+    pub corpus: CorpusSpec,
+    /// Vocabulary, sequences and batches.
+    #[serde(default)]
+    pub data: DataConfig,
+    /// Layer sizes.
+    #[serde(default)]
+    pub model: ModelConfig,
+    /// Optimisation and run settings.
+    #[serde(default)]
+    pub train: TrainConfig,
+    /// The per-epoch generation callback.
+    #[serde(default)]
+    pub generate: GenerateConfig,
+}
+
+/// Vocabulary, sequence and batch settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// Vocabulary entries, padding and `[UNK]` included (the chapter: 10,000).
+    pub vocab_size: usize,
+    /// Input positions per sequence; each record is cut or padded to `seq_len + 1` ids.
+    pub seq_len: usize,
+    /// Sequences per batch.
+    pub batch_size: usize,
+    /// Count padding positions in the loss as Keras does; by default only the real tokens
+    /// and the first stop token count, so the loss is not dominated by padding.
+    pub loss_on_padding: bool,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self { vocab_size: 10_000, seq_len: 200, batch_size: 32, loss_on_padding: false }
+    }
+}
+
+/// Optimiser and run settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Passes over the corpus.
+    pub epochs: usize,
+    /// Adam's learning rate (Keras's default).
+    pub learning_rate: f64,
+    /// Adam's epsilon: Keras uses 1e-7 (Burn's default is 1e-5).
+    pub adam_epsilon: f32,
+    /// Seeds weight initialisation, shuffling and sampling.
+    pub seed: u64,
+    /// CPU backend.
+    pub backend: Backend,
+    /// Stop each epoch after this many batches (quick experiments and tests).
+    pub max_batches_per_epoch: Option<usize>,
+    /// Run directory; defaults to `runs/<config name>`.
+    pub out: Option<PathBuf>,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 25,
+            learning_rate: 1e-3,
+            adam_epsilon: 1e-7,
+            seed: 42,
+            backend: Backend::Flex,
+            max_batches_per_epoch: None,
+            out: None,
+        }
+    }
+}
+
+/// What the end-of-epoch callback generates.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GenerateConfig {
+    /// Prompts to continue after every epoch.
+    pub prompts: Vec<String>,
+    /// Sampling temperature (> 0).
+    pub temperature: f32,
+    /// Most tokens to generate per prompt (generation also stops at the stop token).
+    pub max_tokens: usize,
+}
+
+impl Default for GenerateConfig {
+    fn default() -> Self {
+        Self { prompts: vec!["recipe for".into()], temperature: 1.0, max_tokens: 100 }
+    }
+}
+
+impl Config {
+    /// Finds and parses a config: `name` as a path, else `configs/<name>`.
+    pub fn load(name: &Path) -> Result<(Self, PathBuf)> {
+        let path = resolve(name)?;
+        let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read the config", path.display()))?;
+        let config: Config = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
+        config.validate().with_context(|| format!("{}: invalid config", path.display()))?;
+        Ok((config, path))
+    }
+
+    /// Checks values serde cannot: sizes above zero and a usable temperature.
+    pub fn validate(&self) -> Result<()> {
+        let d = &self.data;
+        for (key, v) in [
+            ("data.vocab_size", d.vocab_size),
+            ("data.seq_len", d.seq_len),
+            ("data.batch_size", d.batch_size),
+            ("model.embedding_dim", self.model.embedding_dim),
+            ("model.hidden_size", self.model.hidden_size),
+        ] {
+            if v == 0 {
+                bail!("`{key}` must be at least 1");
+            }
+        }
+        if d.vocab_size < 3 {
+            bail!("`data.vocab_size` must be at least 3 (padding, [UNK] and one word)");
+        }
+        if !(self.train.learning_rate.is_finite() && self.train.learning_rate > 0.0) {
+            bail!("`train.learning_rate` must be greater than 0");
+        }
+        model::sampling::check_temperature(self.generate.temperature).map_err(|e| anyhow::anyhow!("`generate.temperature`: {e}"))?;
+        Ok(())
+    }
+}
+
+fn resolve(name: &Path) -> Result<PathBuf> {
+    if name.is_file() {
+        return Ok(name.to_owned());
+    }
+    let in_dir = Path::new(CONFIG_DIR).join(name);
+    if name.components().count() == 1 && in_dir.is_file() {
+        return Ok(in_dir);
+    }
+    let with_ext = in_dir.with_extension("toml");
+    if name.components().count() == 1 && with_ext.is_file() {
+        return Ok(with_ext);
+    }
+    bail!("{}: config not found (looked for it as a path and in {CONFIG_DIR}/)", name.display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str::<Config>(text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_are_the_chapters() {
+        let c = parse("[corpus]\npath = \"x.json\"\n").unwrap();
+        assert_eq!((c.data.vocab_size, c.data.seq_len, c.data.batch_size), (10_000, 200, 32));
+        assert_eq!((c.model.embedding_dim, c.model.hidden_size), (100, 128));
+        assert_eq!(c.train.epochs, 25);
+        assert_eq!(c.generate.prompts, ["recipe for"]);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = parse("[corpus]\npath = \"x\"\n[train]\nepocs = 3\n").unwrap_err();
+        assert!(e.contains("epocs"), "{e}");
+        let e = parse("[corpus]\npath = \"x\"\n[modle]\n").unwrap_err();
+        assert!(e.contains("modle"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let mut c = parse("[corpus]\npath = \"x\"\n[generate]\ntemperature = 0.0\n").unwrap();
+        let e = format!("{:#}", c.validate().unwrap_err());
+        assert!(e.contains("generate.temperature") && e.contains("greater than 0"), "{e}");
+        c.generate.temperature = 1.0;
+        c.data.batch_size = 0;
+        assert!(format!("{:#}", c.validate().unwrap_err()).contains("data.batch_size"));
+    }
+
+    #[test]
+    fn missing_config_names_the_path() {
+        let e = Config::load(Path::new("no-such-config.toml")).unwrap_err().to_string();
+        assert!(e.contains("no-such-config.toml") && e.contains("not found"), "{e}");
+    }
+}

@@ -1,0 +1,13 @@
+//! The `train` binary's library: config, the training loop and its outputs. `main.rs` only
+//! parses the command line and calls [`run`].
+
+pub mod callback;
+pub mod cli;
+pub mod config;
+pub mod metrics;
+pub mod progress;
+pub mod trainer;
+
+pub use cli::Args;
+pub use config::Config;
+pub use trainer::{RunSummary, run};

@@ -1,0 +1,65 @@
+//! `metrics.csv`: one row per epoch, rewritten atomically so a crash never truncates it.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+const HEADER: &str = "epoch,step,loss,perplexity,tokens_per_s,seconds";
+
+/// One epoch's figures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EpochMetrics {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Optimizer steps taken so far.
+    pub step: u64,
+    /// Mean training loss over the epoch (nats per counted token).
+    pub loss: f64,
+    /// Positions processed per second (batch x sequence length per step).
+    pub tokens_per_s: f64,
+    /// Wall time of the epoch's training steps.
+    pub seconds: f64,
+}
+
+/// The metrics file of a run.
+pub struct MetricsLog {
+    path: PathBuf,
+    rows: Vec<String>,
+}
+
+impl MetricsLog {
+    /// Opens `metrics.csv` in `run_dir`, keeping the rows of epochs up to `keep_epochs`
+    /// (those of the checkpoint a run resumes from).
+    pub fn open(run_dir: &Path, keep_epochs: usize) -> Result<Self> {
+        let path = run_dir.join("metrics.csv");
+        let rows = match std::fs::read_to_string(&path) {
+            Ok(text) => text
+                .lines()
+                .skip(1)
+                .filter(|l| l.split(',').next().and_then(|e| e.parse::<usize>().ok()).is_some_and(|e| e <= keep_epochs))
+                .map(str::to_owned)
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        Ok(Self { path, rows })
+    }
+
+    /// Appends a row and rewrites the file.
+    pub fn push(&mut self, m: EpochMetrics) -> Result<()> {
+        self.rows.push(format!(
+            "{},{},{:.6},{:.4},{:.1},{:.2}",
+            m.epoch,
+            m.step,
+            m.loss,
+            m.loss.exp(),
+            m.tokens_per_s,
+            m.seconds
+        ));
+        let mut text = format!("{HEADER}\n");
+        for r in &self.rows {
+            text.push_str(r);
+            text.push('\n');
+        }
+        data::files::write_atomic(&self.path, text.as_bytes()).with_context(|| "writing metrics")
+    }
+}

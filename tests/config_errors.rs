@@ -1,0 +1,52 @@
+//! Config mistakes give an error naming the file and the key, never a panic.
+
+use std::path::Path;
+
+use clap::Parser;
+use e2e::{scratch, small_config};
+
+fn run(config: &Path) -> String {
+    let out = config.with_file_name("run");
+    let args = train::Args::try_parse_from(["train", "--config", config.to_str().unwrap(), "--out", out.to_str().unwrap()]).unwrap();
+    format!("{:#}", train::run(&args).unwrap_err())
+}
+
+#[test]
+fn unknown_key_is_named_with_the_file() {
+    let dir = scratch("unknown-key");
+    let config = small_config(&dir, "tempreature = 0.5\n");
+    let e = run(&config);
+    assert!(e.contains("small.toml") && e.contains("tempreature"), "{e}");
+}
+
+#[test]
+fn malformed_toml_and_missing_files_are_named() {
+    let dir = scratch("malformed");
+    let config = dir.join("broken.toml");
+    std::fs::write(&config, "[corpus\npath = 1").unwrap();
+    let e = run(&config);
+    assert!(e.contains("broken.toml"), "{e}");
+
+    let config = dir.join("missing-corpus.toml");
+    std::fs::write(&config, "[corpus]\npath = \"/no/such/recipes.json\"\n").unwrap();
+    let e = run(&config);
+    assert!(e.contains("/no/such/recipes.json"), "{e}");
+
+    let e = run(&dir.join("nope.toml"));
+    assert!(e.contains("nope.toml") && e.contains("not found"), "{e}");
+}
+
+#[test]
+fn empty_corpus_and_bad_temperature_are_refused() {
+    let dir = scratch("empty");
+    let corpus = dir.join("empty.json");
+    std::fs::write(&corpus, "[]").unwrap();
+    let config = dir.join("empty.toml");
+    std::fs::write(&config, format!("[corpus]\npath = \"{}\"\n", corpus.display())).unwrap();
+    let e = run(&config);
+    assert!(e.contains("empty.json") && e.contains("no usable records"), "{e}");
+
+    let config = small_config(&dir, "temperature = -1.0\n");
+    let e = run(&config);
+    assert!(e.contains("generate.temperature"), "{e}");
+}

@@ -1,0 +1,5 @@
+//! End-to-end tests on the shipped recipe corpus; one module per topic.
+
+mod config_errors;
+mod golden;
+mod training;

@@ -1,0 +1,52 @@
+//! Helpers shared by the end-to-end tests.
+
+use std::path::{Path, PathBuf};
+
+/// The repository root (tests run with the `tests/` package as working directory).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_owned()
+}
+
+/// The shipped recipe corpus.
+pub fn recipes() -> PathBuf {
+    root().join("datasets/epicurious/recipes.json.gz")
+}
+
+/// A fresh, empty scratch directory for one test.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lstm-e2e-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+/// Writes a small recipe config into `dir` (paths absolute), with `extra` appended.
+pub fn small_config(dir: &Path, extra: &str) -> PathBuf {
+    let text = format!(
+        r#"[corpus]
+path = "{}"
+max_records = 320
+
+[data]
+vocab_size = 400
+seq_len = 32
+batch_size = 16
+
+[model]
+embedding_dim = 16
+hidden_size = 32
+
+[train]
+epochs = 2
+learning_rate = 0.01
+
+[generate]
+max_tokens = 12
+{extra}
+"#,
+        recipes().display()
+    );
+    let path = dir.join("small.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
