@@ -7,7 +7,14 @@ use e2e::{scratch, small_config};
 
 fn run(config: &Path) -> String {
     let out = config.with_file_name("run");
-    let args = train::Args::try_parse_from(["train", "--config", config.to_str().unwrap(), "--out", out.to_str().unwrap()]).unwrap();
+    let args = train::Args::try_parse_from([
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .unwrap();
     format!("{:#}", train::run(&args).unwrap_err())
 }
 
@@ -42,9 +49,16 @@ fn empty_corpus_and_bad_temperature_are_refused() {
     let corpus = dir.join("empty.json");
     std::fs::write(&corpus, "[]").unwrap();
     let config = dir.join("empty.toml");
-    std::fs::write(&config, format!("[corpus]\npath = \"{}\"\n", corpus.display())).unwrap();
+    std::fs::write(
+        &config,
+        format!("[corpus]\npath = \"{}\"\n", corpus.display()),
+    )
+    .unwrap();
     let e = run(&config);
-    assert!(e.contains("empty.json") && e.contains("no usable records"), "{e}");
+    assert!(
+        e.contains("empty.json") && e.contains("no usable records"),
+        "{e}"
+    );
 
     let config = small_config(&dir, "temperature = -1.0\n");
     let e = run(&config);

@@ -17,22 +17,41 @@ fn vocabulary_texts_and_ids_match_keras() {
     assert_eq!(corpus.skipped, 0);
     let golden = golden();
 
-    let padded: Vec<String> = corpus.texts[..50].iter().map(|t| pad_punctuation(t)).collect();
-    let want: Vec<&str> = golden["texts_after_pad_punctuation"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let padded: Vec<String> = corpus.texts[..50]
+        .iter()
+        .map(|t| pad_punctuation(t))
+        .collect();
+    let want: Vec<&str> = golden["texts_after_pad_punctuation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     assert_eq!(padded, want);
 
     let tokenized: Vec<Vec<String>> = corpus.texts.iter().map(|t| words(t)).collect();
     let vocab = Vocab::build(tokenized.iter().flatten(), 10_000);
-    let keras_vocab = std::fs::read_to_string(root().join("tests/golden/keras-textvectorization/vocab.txt")).unwrap();
+    let keras_vocab =
+        std::fs::read_to_string(root().join("tests/golden/keras-textvectorization/vocab.txt"))
+            .unwrap();
     let keras_vocab: Vec<&str> = keras_vocab.lines().collect();
     assert_eq!(vocab.len(), keras_vocab.len());
     for (id, (ours, theirs)) in vocab.tokens().iter().zip(&keras_vocab).enumerate() {
         assert_eq!(ours, theirs, "vocabulary differs at id {id}");
     }
 
-    let seqs = Sequences::encode(tokenized[..50].iter().map(|t| t.iter().map(String::as_str)), &vocab, 200);
+    let seqs = Sequences::encode(
+        tokenized[..50].iter().map(|t| t.iter().map(String::as_str)),
+        &vocab,
+        200,
+    );
     for (i, row) in golden["ids"].as_array().unwrap().iter().enumerate() {
-        let want: Vec<u32> = row.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let want: Vec<u32> = row
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
         assert_eq!(seqs.row(i), want.as_slice(), "ids of record {i}");
     }
 }

@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 
 /// The repository root (tests run with the `tests/` package as working directory).
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_owned()
 }
 
 /// The shipped recipe corpus.

@@ -6,16 +6,18 @@ use std::sync::OnceLock;
 use clap::Parser;
 use e2e::{scratch, small_config};
 
-/// Loss bound after 2 epochs of the small config (measured: see the test's message).
+/// Loss bound after 2 epochs of the small config (measured 4.35 on flex, seed 42).
 /// A model that does not learn stays near ln(400) = 5.99.
-const LOSS_BOUND: f64 = 5.0;
+const LOSS_BOUND: f64 = 4.7;
 
 fn train_args(args: &[&str]) -> train::Args {
     train::Args::try_parse_from(std::iter::once("train").chain(args.iter().copied())).unwrap()
 }
 
 fn inference(args: &[&str]) -> anyhow::Result<String> {
-    let cli = inference::Cli::try_parse_from(std::iter::once("inference").chain(args.iter().copied())).unwrap();
+    let cli =
+        inference::Cli::try_parse_from(std::iter::once("inference").chain(args.iter().copied()))
+            .unwrap();
     inference::run(&cli)
 }
 
@@ -26,7 +28,13 @@ fn trained() -> &'static (PathBuf, train::RunSummary) {
         let dir = scratch("trained");
         let config = small_config(&dir, "");
         let run = dir.join("run");
-        let summary = train::run(&train_args(&["--config", config.to_str().unwrap(), "--out", run.to_str().unwrap()])).unwrap();
+        let summary = train::run(&train_args(&[
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+        ]))
+        .unwrap();
         (run, summary)
     })
 }
@@ -40,29 +48,66 @@ fn loss_falls_below_the_measured_bound_and_outputs_are_written() {
     let (run, summary) = trained();
     let losses: Vec<f64> = summary.epochs.iter().map(|m| m.loss).collect();
     assert_eq!(losses.len(), 2);
-    assert!(losses[1] < losses[0] && losses[1] < LOSS_BOUND, "losses per epoch: {losses:?}");
-    for f in ["vocab.txt", "config.toml", "checkpoints/epoch-001/model.bpk", "checkpoints/epoch-002/meta.json", "checkpoints/epoch-002/optimizer.bpk"] {
+    assert!(
+        losses[1] < losses[0] && losses[1] < LOSS_BOUND,
+        "losses per epoch: {losses:?}"
+    );
+    for f in [
+        "vocab.txt",
+        "config.toml",
+        "checkpoints/epoch-001/model.bpk",
+        "checkpoints/epoch-002/meta.json",
+        "checkpoints/epoch-002/optimizer.bpk",
+    ] {
         assert!(run.join(f).is_file(), "{f} missing");
     }
     let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
     assert_eq!(metrics.lines().count(), 3, "{metrics}");
     assert!(metrics.starts_with("epoch,step,loss,perplexity,tokens_per_s,seconds"));
     let samples = std::fs::read_to_string(run.join("samples.txt")).unwrap();
-    assert!(samples.lines().next().unwrap().starts_with("epoch 1 | temperature 1 | recipe for"), "{samples}");
+    assert!(
+        samples
+            .lines()
+            .next()
+            .unwrap()
+            .starts_with("epoch 1 | temperature 1 | recipe for"),
+        "{samples}"
+    );
     assert_eq!(samples.lines().count(), 2);
 }
 
 #[test]
 fn probability_tables_sum_to_100_percent_per_temperature() {
     let (run, _) = trained();
-    let out = inference(&["probs", "--checkpoint", s(run), "--prompt", "Recipe for roast", "--temperatures", "1.0,0.2", "--top", "400"]).unwrap();
-    let tables: Vec<&str> = out.split("temperature = ").filter(|t| !t.is_empty()).collect();
+    let out = inference(&[
+        "probs",
+        "--checkpoint",
+        s(run),
+        "--prompt",
+        "Recipe for roast",
+        "--temperatures",
+        "1.0,0.2",
+        "--top",
+        "400",
+    ])
+    .unwrap();
+    let tables: Vec<&str> = out
+        .split("temperature = ")
+        .filter(|t| !t.is_empty())
+        .collect();
     assert_eq!(tables.len(), 2, "{out}");
     for table in tables {
         let rows: Vec<f64> = table
             .lines()
             .skip(2)
-            .filter_map(|l| l.trim_end().strip_suffix('%')?.rsplit(' ').next()?.parse().ok())
+            .filter_map(|l| {
+                l.trim_end()
+                    .strip_suffix('%')?
+                    .rsplit(' ')
+                    .next()?
+                    .parse()
+                    .ok()
+            })
             .collect();
         assert_eq!(rows.len(), 400, "{table}");
         let total: f64 = rows.iter().sum();
@@ -76,22 +121,70 @@ fn probability_tables_sum_to_100_percent_per_temperature() {
 fn generate_continues_the_prompt_within_the_token_limit() {
     let (run, _) = trained();
     let ckpt = run.join("checkpoints/epoch-001");
-    let out = inference(&["generate", "--checkpoint", s(&ckpt), "--prompt", "recipe for", "--max-tokens", "7", "--seed", "3"]).unwrap();
+    let out = inference(&[
+        "generate",
+        "--checkpoint",
+        s(&ckpt),
+        "--prompt",
+        "recipe for",
+        "--max-tokens",
+        "7",
+        "--seed",
+        "3",
+    ])
+    .unwrap();
     assert!(out.starts_with("recipe for "), "{out}");
     assert!(out.split_whitespace().count() <= 2 + 7, "{out}");
-    let greedy = |seed: &str| inference(&["generate", "--checkpoint", s(run), "--prompt", "recipe for", "--greedy", "--seed", seed]).unwrap();
-    assert_eq!(greedy("1"), greedy("2"), "greedy output must not depend on the seed");
+    let greedy = |seed: &str| {
+        inference(&[
+            "generate",
+            "--checkpoint",
+            s(run),
+            "--prompt",
+            "recipe for",
+            "--greedy",
+            "--seed",
+            seed,
+        ])
+        .unwrap()
+    };
+    assert_eq!(
+        greedy("1"),
+        greedy("2"),
+        "greedy output must not depend on the seed"
+    );
 }
 
 #[test]
 fn bad_inference_requests_fail_clearly() {
     let (run, _) = trained();
-    let e = inference(&["generate", "--checkpoint", s(run), "--prompt", "x", "--temperature", "0"]).unwrap_err();
+    let e = inference(&[
+        "generate",
+        "--checkpoint",
+        s(run),
+        "--prompt",
+        "x",
+        "--temperature",
+        "0",
+    ])
+    .unwrap_err();
     assert!(format!("{e:#}").contains("greater than 0"), "{e:#}");
-    let e = inference(&["probs", "--checkpoint", s(run), "--prompt", "x", "--temperatures", "1,-2"]).unwrap_err();
+    let e = inference(&[
+        "probs",
+        "--checkpoint",
+        s(run),
+        "--prompt",
+        "x",
+        "--temperatures",
+        "1,-2",
+    ])
+    .unwrap_err();
     assert!(format!("{e:#}").contains("greater than 0"), "{e:#}");
     let e = inference(&["generate", "--checkpoint", "/no/such/run", "--prompt", "x"]).unwrap_err();
-    assert!(format!("{e:#}").contains("/no/such/run: no checkpoint"), "{e:#}");
+    assert!(
+        format!("{e:#}").contains("/no/such/run: no checkpoint"),
+        "{e:#}"
+    );
 
     // A checkpoint whose vocabulary lost an entry no longer fits its weights.
     let copy = scratch("mismatch").join("epoch-002");
@@ -111,13 +204,26 @@ fn a_run_directory_is_resumed_not_overwritten() {
     let dir = scratch("resume");
     let config = small_config(&dir, "");
     let run = dir.join("run");
-    let base = ["--config", s(&config), "--out", s(&run), "--max-batches", "3"];
+    let base = [
+        "--config",
+        s(&config),
+        "--out",
+        s(&run),
+        "--max-batches",
+        "3",
+    ];
     let first = train::run(&train_args(&[&base[..], &["--epochs", "1"]].concat())).unwrap();
     assert_eq!(first.epochs.len(), 1);
     let e = train::run(&train_args(&[&base[..], &["--epochs", "2"]].concat())).unwrap_err();
     assert!(e.to_string().contains("--resume"), "{e}");
-    let second = train::run(&train_args(&[&base[..], &["--epochs", "2", "--resume"]].concat())).unwrap();
-    assert_eq!(second.epochs.iter().map(|m| m.epoch).collect::<Vec<_>>(), [2]);
+    let second = train::run(&train_args(
+        &[&base[..], &["--epochs", "2", "--resume"]].concat(),
+    ))
+    .unwrap();
+    assert_eq!(
+        second.epochs.iter().map(|m| m.epoch).collect::<Vec<_>>(),
+        [2]
+    );
     assert_eq!(second.epochs[0].step, 6);
     let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
     assert_eq!(metrics.lines().count(), 3, "{metrics}");

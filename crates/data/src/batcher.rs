@@ -69,8 +69,13 @@ pub fn loss_weights(targets: &[u32], on_padding: bool) -> Vec<f32> {
     if on_padding {
         return vec![1.0; targets.len()];
     }
-    let real = targets.iter().position(|&t| t == PAD_ID).map_or(targets.len(), |p| p + 1);
-    (0..targets.len()).map(|i| if i < real { 1.0 } else { 0.0 }).collect()
+    let real = targets
+        .iter()
+        .position(|&t| t == PAD_ID)
+        .map_or(targets.len(), |p| p + 1);
+    (0..targets.len())
+        .map(|i| if i < real { 1.0 } else { 0.0 })
+        .collect()
 }
 
 /// One batch, row-major `[batch, seq_len]`.
@@ -104,12 +109,21 @@ impl Batcher {
     }
 
     /// The batches of one epoch, shuffled with a generator seeded by `seed` and `epoch`.
-    pub fn epoch<'a>(&self, data: &'a Sequences, seed: u64, epoch: usize) -> impl Iterator<Item = Batch> + 'a {
+    pub fn epoch<'a>(
+        &self,
+        data: &'a Sequences,
+        seed: u64,
+        epoch: usize,
+    ) -> impl Iterator<Item = Batch> + 'a {
         let mut order: Vec<usize> = (0..data.len()).collect();
-        let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64));
+        let mut rng =
+            StdRng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64));
         order.shuffle(&mut rng);
         let this = *self;
-        let chunks: Vec<Vec<usize>> = order.chunks(self.batch_size).map(<[usize]>::to_vec).collect();
+        let chunks: Vec<Vec<usize>> = order
+            .chunks(self.batch_size)
+            .map(<[usize]>::to_vec)
+            .collect();
         chunks.into_iter().map(move |rows| this.batch(data, &rows))
     }
 
@@ -127,7 +141,8 @@ impl Batcher {
             let row = data.row(r);
             b.inputs.extend_from_slice(&row[..t]);
             b.targets.extend_from_slice(&row[1..]);
-            b.weights.extend(loss_weights(&row[1..], self.loss_on_padding));
+            b.weights
+                .extend(loss_weights(&row[1..], self.loss_on_padding));
         }
         b
     }
@@ -156,11 +171,19 @@ mod tests {
     #[test]
     fn target_is_input_shifted_and_weights_stop_after_first_pad() {
         let (_, s) = setup();
-        let b = Batcher { batch_size: 8, loss_on_padding: false }.batch(&s, &[1]);
+        let b = Batcher {
+            batch_size: 8,
+            loss_on_padding: false,
+        }
+        .batch(&s, &[1]);
         assert_eq!(b.inputs, &s.row(1)[..3]);
         assert_eq!(b.targets, &s.row(1)[1..]);
         assert_eq!(b.weights, [1.0, 1.0, 0.0]);
-        let keras = Batcher { batch_size: 8, loss_on_padding: true }.batch(&s, &[1]);
+        let keras = Batcher {
+            batch_size: 8,
+            loss_on_padding: true,
+        }
+        .batch(&s, &[1]);
         assert_eq!(keras.weights, [1.0, 1.0, 1.0]);
         assert_eq!(loss_weights(&[5, 6, 7], false), [1.0, 1.0, 1.0]);
     }
@@ -168,7 +191,10 @@ mod tests {
     #[test]
     fn shuffling_is_reproducible_and_covers_every_row() {
         let (_, s) = setup();
-        let batcher = Batcher { batch_size: 2, loss_on_padding: false };
+        let batcher = Batcher {
+            batch_size: 2,
+            loss_on_padding: false,
+        };
         let a: Vec<Batch> = batcher.epoch(&s, 7, 0).collect();
         let b: Vec<Batch> = batcher.epoch(&s, 7, 0).collect();
         assert_eq!(a, b);

@@ -61,7 +61,12 @@ pub struct LoadedCorpus {
 impl CorpusSpec {
     /// A spec for `path` with the default format and template.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into(), format: CorpusFormat::Auto, template: None, max_records: None }
+        Self {
+            path: path.into(),
+            format: CorpusFormat::Auto,
+            template: None,
+            max_records: None,
+        }
     }
 
     /// The format after resolving `auto` from the file name.
@@ -94,8 +99,11 @@ impl CorpusSpec {
     /// Reads the corpus and renders every record; an error if no record is usable.
     pub fn load(&self) -> Result<LoadedCorpus, DataError> {
         let path = self.path.as_path();
-        let template = Template::parse(self.resolved_template())
-            .map_err(|detail| DataError::Format { path: path.to_owned(), detail })?;
+        let template =
+            Template::parse(self.resolved_template()).map_err(|detail| DataError::Format {
+                path: path.to_owned(),
+                detail,
+            })?;
         let text = read_text(path)?;
         let mut texts = Vec::new();
         let mut skipped = 0;
@@ -108,9 +116,11 @@ impl CorpusSpec {
         };
         match self.resolved_format() {
             CorpusFormat::Json => {
-                let records: Vec<Value> = serde_json::from_str(&text).map_err(|e| {
-                    DataError::Format { path: path.to_owned(), detail: format!("not a JSON array of objects: {e}") }
-                })?;
+                let records: Vec<Value> =
+                    serde_json::from_str(&text).map_err(|e| DataError::Format {
+                        path: path.to_owned(),
+                        detail: format!("not a JSON array of objects: {e}"),
+                    })?;
                 for r in &records {
                     if !keep(template.render(|f| json_field(r, f))) {
                         break;
@@ -118,7 +128,11 @@ impl CorpusSpec {
                 }
             }
             CorpusFormat::Jsonl => {
-                for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+                for (n, line) in text
+                    .lines()
+                    .enumerate()
+                    .filter(|(_, l)| !l.trim().is_empty())
+                {
                     let r: Value = serde_json::from_str(line).map_err(|e| DataError::Format {
                         path: path.to_owned(),
                         detail: format!("line {}: not a JSON object: {e}", n + 1),
@@ -146,7 +160,11 @@ impl CorpusSpec {
                 ),
             });
         }
-        Ok(LoadedCorpus { texts, skipped, fields: template.fields })
+        Ok(LoadedCorpus {
+            texts,
+            skipped,
+            fields: template.fields,
+        })
     }
 }
 
@@ -156,13 +174,23 @@ fn load_csv(
     template: &Template,
     keep: &mut impl FnMut(Option<String>) -> bool,
 ) -> Result<(), DataError> {
-    let csv_err = |e: csv::Error| DataError::Format { path: path.to_owned(), detail: format!("CSV: {e}") };
+    let csv_err = |e: csv::Error| DataError::Format {
+        path: path.to_owned(),
+        detail: format!("CSV: {e}"),
+    };
     let mut reader = csv::Reader::from_reader(text.as_bytes());
     let headers = reader.headers().map_err(csv_err)?.clone();
-    if let Some(missing) = template.fields.iter().find(|f| !headers.iter().any(|h| h == f.as_str())) {
+    if let Some(missing) = template
+        .fields
+        .iter()
+        .find(|f| !headers.iter().any(|h| h == f.as_str()))
+    {
         return Err(DataError::Format {
             path: path.to_owned(),
-            detail: format!("the template's field `{missing}` is not a column (columns: {})", headers.iter().collect::<Vec<_>>().join(", ")),
+            detail: format!(
+                "the template's field `{missing}` is not a column (columns: {})",
+                headers.iter().collect::<Vec<_>>().join(", ")
+            ),
         });
     }
     for row in reader.records() {
@@ -209,12 +237,14 @@ impl Template {
         let mut parts = Vec::new();
         let mut rest = template;
         while let Some(open) = rest.find('{') {
-            let close = rest[open..]
-                .find('}')
-                .ok_or_else(|| format!("template `{template}` has a `{{` without a closing `}}`"))?;
+            let close = rest[open..].find('}').ok_or_else(|| {
+                format!("template `{template}` has a `{{` without a closing `}}`")
+            })?;
             let name = &rest[open + 1..open + close];
             if name.is_empty() {
-                return Err(format!("template `{template}` has an empty placeholder `{{}}`"));
+                return Err(format!(
+                    "template `{template}` has an empty placeholder `{{}}`"
+                ));
             }
             parts.push((rest[..open].to_owned(), Some(name.to_owned())));
             rest = &rest[open + close + 1..];
@@ -269,28 +299,46 @@ mod tests {
         let mut spec = CorpusSpec::new(&p);
         spec.template = Some("{name}: {steps}".into());
         let c = spec.load().unwrap();
-        assert_eq!((c.texts.as_slice(), c.skipped), (&["Soup: Boil water.".to_owned()][..], 1));
+        assert_eq!(
+            (c.texts.as_slice(), c.skipped),
+            (&["Soup: Boil water.".to_owned()][..], 1)
+        );
 
-        let p = write("r.jsonl", "{\"title\":\"A\",\"directions\":\"b\"}\n\n{\"title\":\"C\",\"directions\":[\"d\"]}\n");
+        let p = write(
+            "r.jsonl",
+            "{\"title\":\"A\",\"directions\":\"b\"}\n\n{\"title\":\"C\",\"directions\":[\"d\"]}\n",
+        );
         assert_eq!(CorpusSpec::new(&p).load().unwrap().texts.len(), 2);
 
         let p = write("r.txt", "first line\n\nsecond line\n");
-        assert_eq!(CorpusSpec::new(&p).load().unwrap().texts, ["first line", "second line"]);
+        assert_eq!(
+            CorpusSpec::new(&p).load().unwrap().texts,
+            ["first line", "second line"]
+        );
     }
 
     #[test]
     fn errors_name_the_file_and_the_problem() {
-        let missing = CorpusSpec::new("no/such/file.json").load().unwrap_err().to_string();
+        let missing = CorpusSpec::new("no/such/file.json")
+            .load()
+            .unwrap_err()
+            .to_string();
         assert!(missing.contains("no/such/file.json"), "{missing}");
 
         let p = write("bad.txt", "");
         std::fs::write(&p, b"ok \xff\xfe bad").unwrap();
         let e = CorpusSpec::new(&p).load().unwrap_err().to_string();
-        assert!(e.contains("bad.txt") && e.contains("UTF-8") && e.contains("byte 3"), "{e}");
+        assert!(
+            e.contains("bad.txt") && e.contains("UTF-8") && e.contains("byte 3"),
+            "{e}"
+        );
 
         let p = write("empty.json", "[]");
         let e = CorpusSpec::new(&p).load().unwrap_err().to_string();
-        assert!(e.contains("empty.json") && e.contains("no usable records"), "{e}");
+        assert!(
+            e.contains("empty.json") && e.contains("no usable records"),
+            "{e}"
+        );
 
         let p = write("cols.csv", "a,b\n1,2\n");
         let e = CorpusSpec::new(&p).load().unwrap_err().to_string();

@@ -7,7 +7,10 @@ use std::path::PathBuf;
 #[derive(Debug)]
 pub enum DataError {
     /// The file could not be opened or read.
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The file is not valid UTF-8.
     Utf8 { path: PathBuf, detail: String },
     /// The file's contents do not fit the expected format.

@@ -6,7 +6,10 @@ use std::path::Path;
 use crate::DataError;
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DataError + '_ {
-    move |source| DataError::Io { path: path.to_owned(), source }
+    move |source| DataError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// Reads a file's bytes, decompressing it when its name ends in `.gz`.
@@ -30,7 +33,10 @@ pub fn read_bytes(path: &Path) -> Result<Vec<u8>, DataError> {
 pub fn read_text(path: &Path) -> Result<String, DataError> {
     String::from_utf8(read_bytes(path)?).map_err(|e| DataError::Utf8 {
         path: path.to_owned(),
-        detail: format!("invalid byte sequence at byte {}", e.utf8_error().valid_up_to()),
+        detail: format!(
+            "invalid byte sequence at byte {}",
+            e.utf8_error().valid_up_to()
+        ),
     })
 }
 

@@ -50,7 +50,10 @@ mod tests {
     fn punctuation_becomes_separate_tokens() {
         assert_eq!(
             words("Preheat oven to 450°F. Add 1/2 cup (packed)!"),
-            ["preheat", "oven", "to", "450°f", ".", "add", "1", "/", "2", "cup", "(", "packed", ")", "!"]
+            [
+                "preheat", "oven", "to", "450°f", ".", "add", "1", "/", "2", "cup", "(", "packed",
+                ")", "!"
+            ]
         );
     }
 

@@ -40,10 +40,18 @@ impl Vocab {
             }
         }
         let mut ranked: Vec<(String, u64)> = counts.into_iter().collect();
-        ranked.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.as_bytes().cmp(a.0.as_bytes())));
+        ranked.sort_unstable_by(|a, b| {
+            b.1.cmp(&a.1)
+                .then_with(|| b.0.as_bytes().cmp(a.0.as_bytes()))
+        });
         let keep = max_size.saturating_sub(2);
         let words = ranked.into_iter().take(keep).map(|(t, _)| t);
-        Self::from_tokens([String::new(), UNK_TOKEN.to_owned()].into_iter().chain(words).collect())
+        Self::from_tokens(
+            [String::new(), UNK_TOKEN.to_owned()]
+                .into_iter()
+                .chain(words)
+                .collect(),
+        )
     }
 
     /// Wraps a token list already in id order (entry 0 must be padding, entry 1 `[UNK]`).
@@ -78,7 +86,9 @@ impl Vocab {
 
     /// The token for `id` (the empty string for padding; `[UNK]` for an id out of range).
     pub fn token(&self, id: u32) -> &str {
-        self.tokens.get(id as usize).map_or(UNK_TOKEN, String::as_str)
+        self.tokens
+            .get(id as usize)
+            .map_or(UNK_TOKEN, String::as_str)
     }
 
     /// All tokens in id order.
@@ -100,7 +110,10 @@ impl Vocab {
     pub fn load(path: &Path) -> Result<Self, DataError> {
         let text = crate::files::read_text(path)?;
         let tokens: Vec<String> = text.lines().map(str::to_owned).collect();
-        let format = |detail: String| DataError::Format { path: path.to_owned(), detail };
+        let format = |detail: String| DataError::Format {
+            path: path.to_owned(),
+            detail,
+        };
         if tokens.len() < 2 || !tokens[0].is_empty() || tokens[1] != UNK_TOKEN {
             return Err(format(
                 "not a vocabulary file: line 1 must be empty (padding) and line 2 `[UNK]`".into(),
@@ -145,6 +158,9 @@ mod tests {
         assert_eq!(Vocab::load(&path).unwrap(), v);
         std::fs::write(&path, "hello\n").unwrap();
         let err = Vocab::load(&path).unwrap_err().to_string();
-        assert!(err.contains("vocab.txt") && err.contains("not a vocabulary"), "{err}");
+        assert!(
+            err.contains("vocab.txt") && err.contains("not a vocabulary"),
+            "{err}"
+        );
     }
 }

@@ -91,11 +91,17 @@ fn open(source: &Source) -> Result<(model::LstmLm, data::Vocab, Checkpoint)> {
 }
 
 fn generate(args: &GenerateArgs) -> Result<String> {
-    check_temperature(args.temperature).map_err(anyhow::Error::msg).context("--temperature")?;
+    check_temperature(args.temperature)
+        .map_err(anyhow::Error::msg)
+        .context("--temperature")?;
     let (model, vocab, ckpt) = open(&args.source)?;
     let mut generator = Generator::new(&model, &vocab, args.source.backend.device(), args.seed);
     let prompt = prompt(&generator, &args.source.prompt)?;
-    let sampling = Sampling { temperature: args.temperature, top_k: args.top_k, greedy: args.greedy };
+    let sampling = Sampling {
+        temperature: args.temperature,
+        top_k: args.top_k,
+        greedy: args.greedy,
+    };
     let start = Instant::now();
     let ids = generator.generate(&prompt, args.max_tokens, &sampling);
     let secs = start.elapsed().as_secs_f64();
@@ -105,7 +111,11 @@ fn generate(args: &GenerateArgs) -> Result<String> {
         ids.len(),
         ids.len() as f64 / secs.max(1e-9)
     );
-    Ok(format!("{} {}\n", generator.decode(&prompt), generator.decode(&ids)))
+    Ok(format!(
+        "{} {}\n",
+        generator.decode(&prompt),
+        generator.decode(&ids)
+    ))
 }
 
 fn probs(args: &ProbsArgs) -> Result<String> {
@@ -113,7 +123,9 @@ fn probs(args: &ProbsArgs) -> Result<String> {
         bail!("--temperatures needs at least one value");
     }
     for &t in &args.temperatures {
-        check_temperature(t).map_err(anyhow::Error::msg).context("--temperatures")?;
+        check_temperature(t)
+            .map_err(anyhow::Error::msg)
+            .context("--temperatures")?;
     }
     let (model, vocab, _) = open(&args.source)?;
     let generator = Generator::new(&model, &vocab, args.source.backend.device(), 0);
@@ -121,7 +133,11 @@ fn probs(args: &ProbsArgs) -> Result<String> {
     let logits = generator.next_token_logits(&prompt);
     let mut out = String::new();
     for &t in &args.temperatures {
-        writeln!(out, "temperature = {t}\nPROMPT: {}", generator.decode(&prompt))?;
+        writeln!(
+            out,
+            "temperature = {t}\nPROMPT: {}",
+            generator.decode(&prompt)
+        )?;
         for (id, p) in top(&probabilities(&logits, t), args.top) {
             let word = if id == 0 { "<stop>" } else { vocab.token(id) };
             writeln!(out, "{word:<16}{:.2}%", p * 100.0)?;
@@ -134,7 +150,10 @@ fn probs(args: &ProbsArgs) -> Result<String> {
 fn prompt(generator: &Generator, text: &str) -> Result<Vec<u32>> {
     let prompt = generator.prompt(text).map_err(anyhow::Error::msg)?;
     if !prompt.unknown.is_empty() {
-        eprintln!("warning: not in the vocabulary, read as [UNK]: {}", prompt.unknown.join(", "));
+        eprintln!(
+            "warning: not in the vocabulary, read as [UNK]: {}",
+            prompt.unknown.join(", ")
+        );
     }
     Ok(prompt.ids)
 }

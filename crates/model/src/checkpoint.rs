@@ -82,7 +82,10 @@ impl fmt::Display for CheckpointError {
 impl std::error::Error for CheckpointError {}
 
 fn file_err(path: &Path, detail: impl fmt::Display) -> CheckpointError {
-    CheckpointError::File { path: path.to_owned(), detail: detail.to_string() }
+    CheckpointError::File {
+        path: path.to_owned(),
+        detail: detail.to_string(),
+    }
 }
 
 impl Checkpoint {
@@ -105,11 +108,18 @@ impl Checkpoint {
             std::fs::remove_dir_all(&tmp).map_err(|e| file_err(&tmp, e))?;
         }
         std::fs::create_dir_all(&tmp).map_err(|e| file_err(&tmp, e))?;
-        model.clone().save_file(tmp.join(MODEL)).map_err(|e| file_err(&tmp.join(MODEL), e))?;
+        model
+            .clone()
+            .save_file(tmp.join(MODEL))
+            .map_err(|e| file_err(&tmp.join(MODEL), e))?;
         if let Some(optim) = optimizer {
-            optim.save(tmp.join(OPTIMIZER)).map_err(|e| file_err(&tmp.join(OPTIMIZER), e))?;
+            optim
+                .save(tmp.join(OPTIMIZER))
+                .map_err(|e| file_err(&tmp.join(OPTIMIZER), e))?;
         }
-        vocab.save(&tmp.join(VOCAB)).map_err(|e| file_err(&tmp.join(VOCAB), e))?;
+        vocab
+            .save(&tmp.join(VOCAB))
+            .map_err(|e| file_err(&tmp.join(VOCAB), e))?;
         let json = serde_json::to_string_pretty(&meta).map_err(|e| file_err(&tmp.join(META), e))?;
         std::fs::write(tmp.join(META), json).map_err(|e| file_err(&tmp.join(META), e))?;
         if dir.exists() {
@@ -147,8 +157,12 @@ impl Checkpoint {
     fn open_dir(dir: &Path) -> Result<Self, CheckpointError> {
         let path = dir.join(META);
         let text = std::fs::read_to_string(&path).map_err(|e| file_err(&path, e))?;
-        let meta = serde_json::from_str(&text).map_err(|e| file_err(&path, format!("not a checkpoint description: {e}")))?;
-        Ok(Self { dir: dir.to_owned(), meta })
+        let meta = serde_json::from_str(&text)
+            .map_err(|e| file_err(&path, format!("not a checkpoint description: {e}")))?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            meta,
+        })
     }
 
     /// The checkpoint's vocabulary, checked against the recorded vocabulary size.
@@ -158,7 +172,11 @@ impl Checkpoint {
         if vocab.len() != self.meta.vocab_size {
             return Err(CheckpointError::VocabMismatch {
                 path,
-                detail: format!("{} entries, but the model was trained on {}", vocab.len(), self.meta.vocab_size),
+                detail: format!(
+                    "{} entries, but the model was trained on {}",
+                    vocab.len(),
+                    self.meta.vocab_size
+                ),
             });
         }
         Ok(vocab)
@@ -175,13 +193,19 @@ impl Checkpoint {
             .try_load_file(&path)
             .map_err(|e| CheckpointError::VocabMismatch {
                 path: path.clone(),
-                detail: format!("the weights do not fit a {}-entry vocabulary with {:?}: {e}", self.meta.vocab_size, self.meta.model),
+                detail: format!(
+                    "the weights do not fit a {}-entry vocabulary with {:?}: {e}",
+                    self.meta.vocab_size, self.meta.model
+                ),
             })?;
         Ok((model, vocab))
     }
 
     /// Restores the optimizer state saved with this checkpoint, if there is one.
-    pub fn load_optimizer(&self, optimizer: ModuleOptimizer) -> Result<ModuleOptimizer, CheckpointError> {
+    pub fn load_optimizer(
+        &self,
+        optimizer: ModuleOptimizer,
+    ) -> Result<ModuleOptimizer, CheckpointError> {
         let path = self.dir.join(OPTIMIZER);
         if !path.is_file() {
             return Ok(optimizer);

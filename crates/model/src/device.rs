@@ -50,7 +50,9 @@ impl FromStr for Backend {
             "flex" => Ok(Backend::Flex),
             "ndarray" => Ok(Backend::Ndarray),
             "wgpu" => Err("backend `wgpu` is not built in yet; use `flex` or `ndarray`".into()),
-            other => Err(format!("unknown backend `{other}`; use `flex` or `ndarray`")),
+            other => Err(format!(
+                "unknown backend `{other}`; use `flex` or `ndarray`"
+            )),
         }
     }
 }

@@ -11,8 +11,8 @@ use data::vocab::PAD_ID;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use crate::sampling::Sampling;
 use crate::LstmLm;
+use crate::sampling::Sampling;
 
 /// A prompt converted to ids, with the words the vocabulary lacked.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,7 +34,12 @@ pub struct Generator<'a> {
 impl<'a> Generator<'a> {
     /// A generator whose sampling is reproducible for a given `seed`.
     pub fn new(model: &'a LstmLm, vocab: &'a Vocab, device: Device, seed: u64) -> Self {
-        Self { model, vocab, device, rng: StdRng::seed_from_u64(seed) }
+        Self {
+            model,
+            vocab,
+            device,
+            rng: StdRng::seed_from_u64(seed),
+        }
     }
 
     /// Standardises `text` as the training data was and maps it to ids; an error if empty.
@@ -43,7 +48,11 @@ impl<'a> Generator<'a> {
         if tokens.is_empty() {
             return Err(format!("the prompt `{text}` has no words"));
         }
-        let unknown = tokens.iter().filter(|t| !self.vocab.contains(t)).cloned().collect();
+        let unknown = tokens
+            .iter()
+            .filter(|t| !self.vocab.contains(t))
+            .cloned()
+            .collect();
         let ids = tokens.iter().map(|t| self.vocab.id(t)).collect();
         Ok(Prompt { ids, unknown })
     }
@@ -54,7 +63,11 @@ impl<'a> Generator<'a> {
         let input = Tensor::<2, Int>::from_data(data, &self.device);
         let (logits, state) = self.model.forward(input, state);
         let last = logits.slice(s![.., -1.., ..]);
-        let values = last.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
+        let values = last
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap_or_default();
         (values, state)
     }
 
@@ -83,7 +96,10 @@ impl<'a> Generator<'a> {
 
     /// Joins the tokens for `ids` with spaces, as the chapter prints them.
     pub fn decode(&self, ids: &[u32]) -> String {
-        ids.iter().map(|&i| self.vocab.token(i)).collect::<Vec<_>>().join(" ")
+        ids.iter()
+            .map(|&i| self.vocab.token(i))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 
@@ -97,10 +113,17 @@ mod tests {
         let device = Device::flex();
         device.seed(5);
         let vocab = Vocab::build("recipe for roast chicken with salt".split(' '), 20);
-        let mut model = ModelConfig { embedding_dim: 8, hidden_size: 16 }.init(vocab.len(), &device);
+        let mut model = ModelConfig {
+            embedding_dim: 8,
+            hidden_size: 16,
+        }
+        .init(vocab.len(), &device);
         let mut bias = vec![0.0f32; vocab.len()];
         bias[favourite] = 50.0;
-        model.output.bias = Some(Param::from_tensor(Tensor::from_data(TensorData::new(bias, [vocab.len()]), &device)));
+        model.output.bias = Some(Param::from_tensor(Tensor::from_data(
+            TensorData::new(bias, [vocab.len()]),
+            &device,
+        )));
         (model, vocab, device)
     }
 
@@ -109,11 +132,18 @@ mod tests {
         let (model, vocab, device) = setup(0);
         let mut g = Generator::new(&model, &vocab, device.clone(), 1);
         let prompt = g.prompt("Recipe for").unwrap();
-        assert!(g.generate(&prompt.ids, 10, &Sampling::with_temperature(1.0).unwrap()).is_empty());
+        assert!(
+            g.generate(&prompt.ids, 10, &Sampling::with_temperature(1.0).unwrap())
+                .is_empty()
+        );
 
         let (model, vocab, device) = setup(3);
         let mut g = Generator::new(&model, &vocab, device, 1);
-        let greedy = Sampling { temperature: 1.0, top_k: None, greedy: true };
+        let greedy = Sampling {
+            temperature: 1.0,
+            top_k: None,
+            greedy: true,
+        };
         assert_eq!(g.generate(&prompt.ids, 4, &greedy), [3, 3, 3, 3]);
     }
 
@@ -122,7 +152,11 @@ mod tests {
         let device = Device::flex();
         device.seed(9);
         let vocab = Vocab::build("a b c d e f g".split(' '), 20);
-        let model = ModelConfig { embedding_dim: 8, hidden_size: 16 }.init(vocab.len(), &device);
+        let model = ModelConfig {
+            embedding_dim: 8,
+            hidden_size: 16,
+        }
+        .init(vocab.len(), &device);
         let g = Generator::new(&model, &vocab, device, 0);
         let ids = [2u32, 5, 3, 7, 4];
         let (_, mut state) = g.step(&ids[..1], None);

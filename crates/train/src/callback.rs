@@ -23,7 +23,12 @@ pub fn generate_samples(
     samples_path: &Path,
 ) -> Result<()> {
     let model = model.valid();
-    let mut generator = Generator::new(&model, vocab, device.clone(), seed.wrapping_add(epoch as u64));
+    let mut generator = Generator::new(
+        &model,
+        vocab,
+        device.clone(),
+        seed.wrapping_add(epoch as u64),
+    );
     let sampling = Sampling::with_temperature(settings.temperature).map_err(anyhow::Error::msg)?;
     let mut file = std::fs::OpenOptions::new()
         .create(true)
@@ -33,10 +38,21 @@ pub fn generate_samples(
     for prompt_text in &settings.prompts {
         let prompt = generator.prompt(prompt_text).map_err(anyhow::Error::msg)?;
         let ids = generator.generate(&prompt.ids, settings.max_tokens, &sampling);
-        let text = format!("{} {}", generator.decode(&prompt.ids), generator.decode(&ids));
-        println!("generated text (epoch {epoch}, temperature {}):\n{text}\n", settings.temperature);
-        writeln!(file, "epoch {epoch} | temperature {} | {text}", settings.temperature)
-            .with_context(|| format!("{}: cannot write", samples_path.display()))?;
+        let text = format!(
+            "{} {}",
+            generator.decode(&prompt.ids),
+            generator.decode(&ids)
+        );
+        println!(
+            "generated text (epoch {epoch}, temperature {}):\n{text}\n",
+            settings.temperature
+        );
+        writeln!(
+            file,
+            "epoch {epoch} | temperature {} | {text}",
+            settings.temperature
+        )
+        .with_context(|| format!("{}: cannot write", samples_path.display()))?;
     }
     Ok(())
 }

@@ -48,7 +48,12 @@ pub struct DataConfig {
 
 impl Default for DataConfig {
     fn default() -> Self {
-        Self { vocab_size: 10_000, seq_len: 200, batch_size: 32, loss_on_padding: false }
+        Self {
+            vocab_size: 10_000,
+            seq_len: 200,
+            batch_size: 32,
+            loss_on_padding: false,
+        }
     }
 }
 
@@ -100,7 +105,11 @@ pub struct GenerateConfig {
 
 impl Default for GenerateConfig {
     fn default() -> Self {
-        Self { prompts: vec!["recipe for".into()], temperature: 1.0, max_tokens: 100 }
+        Self {
+            prompts: vec!["recipe for".into()],
+            temperature: 1.0,
+            max_tokens: 100,
+        }
     }
 }
 
@@ -108,9 +117,13 @@ impl Config {
     /// Finds and parses a config: `name` as a path, else `configs/<name>`.
     pub fn load(name: &Path) -> Result<(Self, PathBuf)> {
         let path = resolve(name)?;
-        let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read the config", path.display()))?;
-        let config: Config = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
-        config.validate().with_context(|| format!("{}: invalid config", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("{}: cannot read the config", path.display()))?;
+        let config: Config = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
+        config
+            .validate()
+            .with_context(|| format!("{}: invalid config", path.display()))?;
         Ok((config, path))
     }
 
@@ -134,7 +147,8 @@ impl Config {
         if !(self.train.learning_rate.is_finite() && self.train.learning_rate > 0.0) {
             bail!("`train.learning_rate` must be greater than 0");
         }
-        model::sampling::check_temperature(self.generate.temperature).map_err(|e| anyhow::anyhow!("`generate.temperature`: {e}"))?;
+        model::sampling::check_temperature(self.generate.temperature)
+            .map_err(|e| anyhow::anyhow!("`generate.temperature`: {e}"))?;
         Ok(())
     }
 }
@@ -151,7 +165,10 @@ fn resolve(name: &Path) -> Result<PathBuf> {
     if name.components().count() == 1 && with_ext.is_file() {
         return Ok(with_ext);
     }
-    bail!("{}: config not found (looked for it as a path and in {CONFIG_DIR}/)", name.display())
+    bail!(
+        "{}: config not found (looked for it as a path and in {CONFIG_DIR}/)",
+        name.display()
+    )
 }
 
 #[cfg(test)]
@@ -165,7 +182,10 @@ mod tests {
     #[test]
     fn defaults_are_the_chapters() {
         let c = parse("[corpus]\npath = \"x.json\"\n").unwrap();
-        assert_eq!((c.data.vocab_size, c.data.seq_len, c.data.batch_size), (10_000, 200, 32));
+        assert_eq!(
+            (c.data.vocab_size, c.data.seq_len, c.data.batch_size),
+            (10_000, 200, 32)
+        );
         assert_eq!((c.model.embedding_dim, c.model.hidden_size), (100, 128));
         assert_eq!(c.train.epochs, 25);
         assert_eq!(c.generate.prompts, ["recipe for"]);
@@ -183,7 +203,10 @@ mod tests {
     fn bad_values_are_named() {
         let mut c = parse("[corpus]\npath = \"x\"\n[generate]\ntemperature = 0.0\n").unwrap();
         let e = format!("{:#}", c.validate().unwrap_err());
-        assert!(e.contains("generate.temperature") && e.contains("greater than 0"), "{e}");
+        assert!(
+            e.contains("generate.temperature") && e.contains("greater than 0"),
+            "{e}"
+        );
         c.generate.temperature = 1.0;
         c.data.batch_size = 0;
         assert!(format!("{:#}", c.validate().unwrap_err()).contains("data.batch_size"));
@@ -191,7 +214,12 @@ mod tests {
 
     #[test]
     fn missing_config_names_the_path() {
-        let e = Config::load(Path::new("no-such-config.toml")).unwrap_err().to_string();
-        assert!(e.contains("no-such-config.toml") && e.contains("not found"), "{e}");
+        let e = Config::load(Path::new("no-such-config.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no-such-config.toml") && e.contains("not found"),
+            "{e}"
+        );
     }
 }

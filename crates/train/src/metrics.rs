@@ -36,7 +36,12 @@ impl MetricsLog {
             Ok(text) => text
                 .lines()
                 .skip(1)
-                .filter(|l| l.split(',').next().and_then(|e| e.parse::<usize>().ok()).is_some_and(|e| e <= keep_epochs))
+                .filter(|l| {
+                    l.split(',')
+                        .next()
+                        .and_then(|e| e.parse::<usize>().ok())
+                        .is_some_and(|e| e <= keep_epochs)
+                })
                 .map(str::to_owned)
                 .collect(),
             Err(_) => Vec::new(),

@@ -25,15 +25,24 @@ impl EpochProgress {
         let bar = std::io::stdout().is_terminal().then(|| {
             let bar = ProgressBar::new(total as u64);
             bar.set_style(
-                ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
-                    .expect("static template")
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "epoch {prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}",
+                )
+                .expect("static template")
+                .progress_chars("=> "),
             );
             bar.set_prefix(format!("{epoch}/{epochs}"));
             bar
         });
         let now = Instant::now();
-        Self { bar, epoch, epochs, total, started: now, last_line: now }
+        Self {
+            bar,
+            epoch,
+            epochs,
+            total,
+            started: now,
+            last_line: now,
+        }
     }
 
     /// Records that `done` batches are finished with running mean loss `loss`.
@@ -48,7 +57,10 @@ impl EpochProgress {
                 self.last_line = Instant::now();
                 let elapsed = self.started.elapsed().as_secs_f64();
                 let eta = elapsed / done as f64 * (self.total - done) as f64;
-                println!("epoch {}/{} batch {done}/{} {msg} | ETA {eta:.0}s", self.epoch, self.epochs, self.total);
+                println!(
+                    "epoch {}/{} batch {done}/{} {msg} | ETA {eta:.0}s",
+                    self.epoch, self.epochs, self.total
+                );
             }
             None => {}
         }

@@ -16,11 +16,11 @@ use data::{Batch, Batcher, Sequences, Vocab};
 use model::loss::weighted_cross_entropy;
 use model::{Checkpoint, CheckpointMeta, LstmLm};
 
+use crate::Args;
 use crate::callback::generate_samples;
 use crate::config::Config;
 use crate::metrics::{EpochMetrics, MetricsLog};
 use crate::progress::EpochProgress;
-use crate::Args;
 
 /// What a finished run reports.
 #[derive(Debug, Clone)]
@@ -39,8 +39,14 @@ pub fn run(args: &Args) -> Result<RunSummary> {
     t.backend = args.backend.unwrap_or(t.backend);
     t.seed = args.seed.unwrap_or(t.seed);
     t.max_batches_per_epoch = args.max_batches.or(t.max_batches_per_epoch);
-    let stem = config_path.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned());
-    let run_dir = args.out.clone().or_else(|| t.out.clone()).unwrap_or_else(|| Path::new("runs").join(stem));
+    let stem = config_path
+        .file_stem()
+        .map_or("run".into(), |s| s.to_string_lossy().into_owned());
+    let run_dir = args
+        .out
+        .clone()
+        .or_else(|| t.out.clone())
+        .unwrap_or_else(|| Path::new("runs").join(stem));
     t.out = Some(run_dir.clone());
     train(&config, &run_dir, args.resume)
 }
@@ -55,7 +61,8 @@ pub fn train(config: &Config, run_dir: &Path, resume: bool) -> Result<RunSummary
             run_dir.display()
         );
     }
-    std::fs::create_dir_all(run_dir).with_context(|| format!("{}: cannot create the run directory", run_dir.display()))?;
+    std::fs::create_dir_all(run_dir)
+        .with_context(|| format!("{}: cannot create the run directory", run_dir.display()))?;
 
     // Data: records -> standardised words -> vocabulary -> fixed-length id sequences.
     let corpus = config.corpus.load()?;
@@ -75,10 +82,22 @@ pub fn train(config: &Config, run_dir: &Path, resume: bool) -> Result<RunSummary
     vocab.save(&run_dir.join("vocab.txt"))?;
     let config_text = toml::to_string_pretty(config).context("serialising the resolved config")?;
     data::files::write_atomic(&run_dir.join("config.toml"), config_text.as_bytes())?;
-    let sequences = Sequences::encode(tokenized.iter().map(|t| t.iter().map(String::as_str)), &vocab, config.data.seq_len);
-    let batcher = Batcher { batch_size: config.data.batch_size, loss_on_padding: config.data.loss_on_padding };
+    let sequences = Sequences::encode(
+        tokenized.iter().map(|t| t.iter().map(String::as_str)),
+        &vocab,
+        config.data.seq_len,
+    );
+    let batcher = Batcher {
+        batch_size: config.data.batch_size,
+        loss_on_padding: config.data.loss_on_padding,
+    };
     let tokens: usize = tokenized.iter().map(Vec::len).sum();
-    println!("{tokens} tokens, vocabulary {} entries, {} sequences of {}+1 ids", vocab.len(), sequences.len(), config.data.seq_len);
+    println!(
+        "{tokens} tokens, vocabulary {} entries, {} sequences of {}+1 ids",
+        vocab.len(),
+        sequences.len(),
+        config.data.seq_len
+    );
     println!(
         "loss: {}",
         if config.data.loss_on_padding {
@@ -97,11 +116,21 @@ pub fn train(config: &Config, run_dir: &Path, resume: bool) -> Result<RunSummary
     let (mut model, first_epoch, mut step) = match &previous {
         Some(ckpt) => {
             if ckpt.meta.model != config.model {
-                bail!("{}: checkpoint has model {:?} but the config asks for {:?}", ckpt.dir.display(), ckpt.meta.model, config.model);
+                bail!(
+                    "{}: checkpoint has model {:?} but the config asks for {:?}",
+                    ckpt.dir.display(),
+                    ckpt.meta.model,
+                    config.model
+                );
             }
             let (model, _) = ckpt.load(&device)?;
             optim = ckpt.load_optimizer(optim)?;
-            println!("resuming from {} (epoch {}, step {})", ckpt.dir.display(), ckpt.meta.epoch, ckpt.meta.step);
+            println!(
+                "resuming from {} (epoch {}, step {})",
+                ckpt.dir.display(),
+                ckpt.meta.epoch,
+                ckpt.meta.step
+            );
             (model, ckpt.meta.epoch + 1, ckpt.meta.step)
         }
         None => (config.model.init(vocab.len(), &device), 1, 0),
@@ -116,15 +145,25 @@ pub fn train(config: &Config, run_dir: &Path, resume: bool) -> Result<RunSummary
     );
     let mut metrics = MetricsLog::open(run_dir, first_epoch - 1)?;
     let checkpoints = run_dir.join("checkpoints");
-    let per_epoch = batcher.batches_per_epoch(&sequences).min(t.max_batches_per_epoch.unwrap_or(usize::MAX));
-    let mut summary = RunSummary { run_dir: run_dir.to_owned(), epochs: Vec::new() };
+    let per_epoch = batcher
+        .batches_per_epoch(&sequences)
+        .min(t.max_batches_per_epoch.unwrap_or(usize::MAX));
+    let mut summary = RunSummary {
+        run_dir: run_dir.to_owned(),
+        epochs: Vec::new(),
+    };
 
     for epoch in first_epoch..=t.epochs {
         let mut progress = EpochProgress::start(epoch, t.epochs, per_epoch);
         let epoch_start = Instant::now();
         let (mut loss_sum, mut weight_sum, mut positions) = (0.0f64, 0.0f64, 0usize);
-        for (i, batch) in batcher.epoch(&sequences, t.seed, epoch).take(per_epoch).enumerate() {
-            let (next, loss, weight) = train_step(model, &mut optim, &batch, t.learning_rate, &device);
+        for (i, batch) in batcher
+            .epoch(&sequences, t.seed, epoch)
+            .take(per_epoch)
+            .enumerate()
+        {
+            let (next, loss, weight) =
+                train_step(model, &mut optim, &batch, t.learning_rate, &device);
             model = next;
             step += 1;
             if !loss.is_finite() {
@@ -134,26 +173,61 @@ pub fn train(config: &Config, run_dir: &Path, resume: bool) -> Result<RunSummary
                 );
             }
             if step == 1 {
-                println!("first-step loss {loss:.4} (uniform guess: ln {} = {:.4})", vocab.len(), (vocab.len() as f64).ln());
+                println!(
+                    "first-step loss {loss:.4} (uniform guess: ln {} = {:.4})",
+                    vocab.len(),
+                    (vocab.len() as f64).ln()
+                );
             }
             loss_sum += loss * weight;
             weight_sum += weight;
             positions += batch.batch_size * batch.seq_len;
-            progress.update(i + 1, loss_sum / weight_sum, positions as f64 / epoch_start.elapsed().as_secs_f64());
+            progress.update(
+                i + 1,
+                loss_sum / weight_sum,
+                positions as f64 / epoch_start.elapsed().as_secs_f64(),
+            );
         }
         progress.finish();
         let seconds = epoch_start.elapsed().as_secs_f64();
-        let m = EpochMetrics { epoch, step, loss: loss_sum / weight_sum.max(1.0), tokens_per_s: positions as f64 / seconds, seconds };
-        println!("epoch {epoch}/{}: loss {:.4}, {:.0} tokens/s, {seconds:.1}s", t.epochs, m.loss, m.tokens_per_s);
+        let m = EpochMetrics {
+            epoch,
+            step,
+            loss: loss_sum / weight_sum.max(1.0),
+            tokens_per_s: positions as f64 / seconds,
+            seconds,
+        };
+        println!(
+            "epoch {epoch}/{}: loss {:.4}, {:.0} tokens/s, {seconds:.1}s",
+            t.epochs, m.loss, m.tokens_per_s
+        );
         metrics.push(m)?;
-        let meta = CheckpointMeta { model: config.model, vocab_size: vocab.len(), epoch, step, loss: m.loss };
+        let meta = CheckpointMeta {
+            model: config.model,
+            vocab_size: vocab.len(),
+            epoch,
+            step,
+            loss: m.loss,
+        };
         let saved = Checkpoint::save(&checkpoints, &model, Some(&optim), &vocab, meta)?;
         println!("checkpoint {}", saved.dir.display());
         let inference_device = t.backend.device();
-        generate_samples(&model, &vocab, &inference_device, &config.generate, epoch, t.seed, &run_dir.join("samples.txt"))?;
+        generate_samples(
+            &model,
+            &vocab,
+            &inference_device,
+            &config.generate,
+            epoch,
+            t.seed,
+            &run_dir.join("samples.txt"),
+        )?;
         summary.epochs.push(m);
     }
-    println!("done in {:.1}s; run directory {}", started.elapsed().as_secs_f64(), run_dir.display());
+    println!(
+        "done in {:.1}s; run directory {}",
+        started.elapsed().as_secs_f64(),
+        run_dir.display()
+    );
     Ok(summary)
 }
 
@@ -168,7 +242,8 @@ fn train_step(
     let [b, t] = [batch.batch_size, batch.seq_len];
     let ids = |v: &[u32]| v.iter().map(|&i| i as i64).collect::<Vec<_>>();
     let inputs = Tensor::<2, Int>::from_data(TensorData::new(ids(&batch.inputs), [b, t]), device);
-    let targets = Tensor::<1, Int>::from_data(TensorData::new(ids(&batch.targets), [b * t]), device);
+    let targets =
+        Tensor::<1, Int>::from_data(TensorData::new(ids(&batch.targets), [b * t]), device);
     let weight: f32 = batch.weights.iter().sum();
     let weights = Tensor::<1>::from_data(TensorData::new(batch.weights.clone(), [b * t]), device);
     let (logits, _) = model.forward(inputs, None);
@@ -176,7 +251,11 @@ fn train_step(
     let loss = weighted_cross_entropy(logits.reshape([b * t, vocab]), targets, weights, weight);
     let value: f32 = loss.clone().into_scalar();
     let grads = GradientsParams::from_grads(loss.backward(), &model);
-    (optim.step(learning_rate, model, grads), f64::from(value), f64::from(weight))
+    (
+        optim.step(learning_rate, model, grads),
+        f64::from(value),
+        f64::from(weight),
+    )
 }
 
 /// The checkpoint's vocabulary, unless the corpus now builds a different one.
@@ -184,7 +263,12 @@ fn same_vocab(saved: Vocab, built: Vocab, dir: &Path) -> Result<Vocab> {
     if saved == built {
         return Ok(saved);
     }
-    let first = saved.tokens().iter().zip(built.tokens()).position(|(a, b)| a != b).unwrap_or(saved.len().min(built.len()));
+    let first = saved
+        .tokens()
+        .iter()
+        .zip(built.tokens())
+        .position(|(a, b)| a != b)
+        .unwrap_or(saved.len().min(built.len()));
     bail!(
         "{}: the checkpoint's vocabulary ({} entries) differs from the one this corpus and config build ({} entries), first at id {first}; resume with the same corpus and data settings, or start a new run with --out",
         dir.display(),
