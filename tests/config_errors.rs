@@ -64,3 +64,24 @@ fn empty_corpus_and_bad_temperature_are_refused() {
     let e = run(&config);
     assert!(e.contains("generate.temperature"), "{e}");
 }
+
+#[test]
+fn a_diverging_loss_stops_training_with_a_clear_error() {
+    let dir = scratch("nan");
+    let config = small_config(&dir, "");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("learning_rate = 0.01", "learning_rate = 3e38");
+    std::fs::write(&config, text).unwrap();
+    let e = run(&config);
+    assert!(
+        e.contains("the loss became") && e.contains("learning_rate"),
+        "{e}"
+    );
+    assert!(
+        !config
+            .with_file_name("run")
+            .join("checkpoints/epoch-001")
+            .exists()
+    );
+}

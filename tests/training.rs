@@ -228,3 +228,29 @@ fn a_run_directory_is_resumed_not_overwritten() {
     let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
     assert_eq!(metrics.lines().count(), 3, "{metrics}");
 }
+
+#[test]
+fn the_ndarray_backend_trains_too() {
+    let dir = scratch("ndarray");
+    let config = small_config(&dir, "");
+    let run = dir.join("run");
+    let args = [
+        "--config",
+        s(&config),
+        "--out",
+        s(&run),
+        "--backend",
+        "ndarray",
+        "--epochs",
+        "1",
+        "--max-batches",
+        "4",
+    ];
+    let summary = train::run(&train_args(&args)).unwrap();
+    let loss = summary.epochs[0].loss;
+    assert!(loss.is_finite() && loss < 6.0, "loss {loss}");
+    let e = train::Args::try_parse_from(["train", "--config", "x", "--backend", "tpu"])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("unknown backend `tpu`"), "{e}");
+}

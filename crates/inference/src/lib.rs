@@ -140,7 +140,7 @@ fn probs(args: &ProbsArgs) -> Result<String> {
         )?;
         for (id, p) in top(&probabilities(&logits, t), args.top) {
             let word = if id == 0 { "<stop>" } else { vocab.token(id) };
-            writeln!(out, "{word:<16}{:.2}%", p * 100.0)?;
+            writeln!(out, "{:<16}{:.2}%", format!("{word}:"), p * 100.0)?;
         }
         out.push('\n');
     }
