@@ -1,5 +1,6 @@
 //! End-to-end tests on the shipped recipe corpus; one module per topic.
 
+mod char_stream;
 mod config_errors;
 mod golden;
 mod training;

@@ -133,7 +133,7 @@ fn generate_continues_the_prompt_within_the_token_limit() {
         "3",
     ])
     .unwrap();
-    assert!(out.starts_with("recipe for "), "{out}");
+    assert!(out.starts_with("recipe for"), "{out}");
     assert!(out.split_whitespace().count() <= 2 + 7, "{out}");
     let greedy = |seed: &str| {
         inference(&[

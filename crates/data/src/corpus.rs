@@ -168,6 +168,24 @@ impl CorpusSpec {
     }
 }
 
+impl CorpusSpec {
+    /// The corpus as one continuous text: a plain-text file exactly as it is (newlines and
+    /// blank lines kept), other formats as their rendered records joined by newlines.
+    pub fn load_stream(&self) -> Result<String, DataError> {
+        if self.resolved_format() != CorpusFormat::Text {
+            return Ok(self.load()?.texts.join("\n"));
+        }
+        let text = read_text(&self.path)?;
+        if text.is_empty() {
+            return Err(DataError::Empty {
+                path: self.path.clone(),
+                detail: "the file is empty".into(),
+            });
+        }
+        Ok(text)
+    }
+}
+
 fn load_csv(
     path: &Path,
     text: &str,
@@ -332,6 +350,10 @@ mod tests {
             e.contains("bad.txt") && e.contains("UTF-8") && e.contains("byte 3"),
             "{e}"
         );
+
+        let p = write("empty.txt", "");
+        let e = CorpusSpec::new(&p).load_stream().unwrap_err().to_string();
+        assert!(e.contains("empty.txt") && e.contains("empty"), "{e}");
 
         let p = write("empty.json", "[]");
         let e = CorpusSpec::new(&p).load().unwrap_err().to_string();

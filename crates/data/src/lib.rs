@@ -5,10 +5,13 @@ pub mod batcher;
 pub mod corpus;
 pub mod error;
 pub mod files;
+pub mod stream;
 pub mod tokenizer;
 pub mod vocab;
 
 pub use batcher::{Batch, Batcher, Sequences};
 pub use corpus::{CorpusFormat, CorpusSpec, LoadedCorpus, RECIPE_TEMPLATE};
 pub use error::DataError;
+pub use stream::StreamWindows;
+pub use tokenizer::Tokenizer;
 pub use vocab::Vocab;

@@ -95,7 +95,13 @@ fn generate(args: &GenerateArgs) -> Result<String> {
         .map_err(anyhow::Error::msg)
         .context("--temperature")?;
     let (model, vocab, ckpt) = open(&args.source)?;
-    let mut generator = Generator::new(&model, &vocab, args.source.backend.device(), args.seed);
+    let mut generator = Generator::new(
+        &model,
+        &vocab,
+        ckpt.meta.tokenizer,
+        args.source.backend.device(),
+        args.seed,
+    );
     let prompt = prompt(&generator, &args.source.prompt)?;
     let sampling = Sampling {
         temperature: args.temperature,
@@ -111,11 +117,7 @@ fn generate(args: &GenerateArgs) -> Result<String> {
         ids.len(),
         ids.len() as f64 / secs.max(1e-9)
     );
-    Ok(format!(
-        "{} {}\n",
-        generator.decode(&prompt),
-        generator.decode(&ids)
-    ))
+    Ok(format!("{}\n", generator.decode(&[prompt, ids].concat())))
 }
 
 fn probs(args: &ProbsArgs) -> Result<String> {
@@ -127,8 +129,14 @@ fn probs(args: &ProbsArgs) -> Result<String> {
             .map_err(anyhow::Error::msg)
             .context("--temperatures")?;
     }
-    let (model, vocab, _) = open(&args.source)?;
-    let generator = Generator::new(&model, &vocab, args.source.backend.device(), 0);
+    let (model, vocab, ckpt) = open(&args.source)?;
+    let generator = Generator::new(
+        &model,
+        &vocab,
+        ckpt.meta.tokenizer,
+        args.source.backend.device(),
+        0,
+    );
     let prompt = prompt(&generator, &args.source.prompt)?;
     let logits = generator.next_token_logits(&prompt);
     let mut out = String::new();

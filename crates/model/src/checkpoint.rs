@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
-use data::Vocab;
+use data::{Tokenizer, Vocab};
 use serde::{Deserialize, Serialize};
 
 use crate::{LstmLm, ModelConfig};
@@ -35,6 +35,9 @@ pub struct CheckpointMeta {
     pub model: ModelConfig,
     /// Entries in `vocab.txt`, which is also the model's output width.
     pub vocab_size: usize,
+    /// How prompts are split into tokens and tokens joined back into text.
+    #[serde(default)]
+    pub tokenizer: Tokenizer,
     /// Epochs completed when this was saved.
     pub epoch: usize,
     /// Optimizer steps taken when this was saved.

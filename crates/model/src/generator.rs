@@ -5,9 +5,8 @@
 use burn::nn::LstmState;
 use burn::prelude::s;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use data::Vocab;
-use data::tokenizer::words;
 use data::vocab::PAD_ID;
+use data::{Tokenizer, Vocab};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -27,26 +26,34 @@ pub struct Prompt {
 pub struct Generator<'a> {
     model: &'a LstmLm,
     vocab: &'a Vocab,
+    tokenizer: Tokenizer,
     device: Device,
     rng: StdRng,
 }
 
 impl<'a> Generator<'a> {
     /// A generator whose sampling is reproducible for a given `seed`.
-    pub fn new(model: &'a LstmLm, vocab: &'a Vocab, device: Device, seed: u64) -> Self {
+    pub fn new(
+        model: &'a LstmLm,
+        vocab: &'a Vocab,
+        tokenizer: Tokenizer,
+        device: Device,
+        seed: u64,
+    ) -> Self {
         Self {
             model,
             vocab,
+            tokenizer,
             device,
             rng: StdRng::seed_from_u64(seed),
         }
     }
 
-    /// Standardises `text` as the training data was and maps it to ids; an error if empty.
+    /// Tokenizes `text` as the training data was and maps it to ids; an error if empty.
     pub fn prompt(&self, text: &str) -> Result<Prompt, String> {
-        let tokens = words(text);
+        let tokens = self.tokenizer.tokens(text);
         if tokens.is_empty() {
-            return Err(format!("the prompt `{text}` has no words"));
+            return Err(format!("the prompt `{text}` has no tokens"));
         }
         let unknown = tokens
             .iter()
@@ -94,12 +101,12 @@ impl<'a> Generator<'a> {
         out
     }
 
-    /// Joins the tokens for `ids` with spaces, as the chapter prints them.
+    /// The text of `ids`: words joined by spaces, as the chapter prints them, or characters.
     pub fn decode(&self, ids: &[u32]) -> String {
         ids.iter()
             .map(|&i| self.vocab.token(i))
             .collect::<Vec<_>>()
-            .join(" ")
+            .join(self.tokenizer.separator())
     }
 }
 
@@ -130,7 +137,7 @@ mod tests {
     #[test]
     fn generation_stops_at_the_stop_id_or_the_limit() {
         let (model, vocab, device) = setup(0);
-        let mut g = Generator::new(&model, &vocab, device.clone(), 1);
+        let mut g = Generator::new(&model, &vocab, Tokenizer::Word, device.clone(), 1);
         let prompt = g.prompt("Recipe for").unwrap();
         assert!(
             g.generate(&prompt.ids, 10, &Sampling::with_temperature(1.0).unwrap())
@@ -138,7 +145,7 @@ mod tests {
         );
 
         let (model, vocab, device) = setup(3);
-        let mut g = Generator::new(&model, &vocab, device, 1);
+        let mut g = Generator::new(&model, &vocab, Tokenizer::Word, device, 1);
         let greedy = Sampling {
             temperature: 1.0,
             top_k: None,
@@ -157,7 +164,7 @@ mod tests {
             hidden_size: 16,
         }
         .init(vocab.len(), &device);
-        let g = Generator::new(&model, &vocab, device, 0);
+        let g = Generator::new(&model, &vocab, Tokenizer::Word, device, 0);
         let ids = [2u32, 5, 3, 7, 4];
         let (_, mut state) = g.step(&ids[..1], None);
         let mut carried = Vec::new();

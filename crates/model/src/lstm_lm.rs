@@ -90,4 +90,41 @@ mod tests {
         assert_eq!(state.hidden.dims(), [3, 16]);
         assert_eq!(model.vocab_size(), 50);
     }
+
+    #[test]
+    fn carried_state_over_windows_equals_one_pass() {
+        let device = Device::flex();
+        device.seed(3);
+        let model = ModelConfig {
+            embedding_dim: 8,
+            hidden_size: 16,
+        }
+        .init(30, &device);
+        let ids = Tensor::<2, Int>::from_data(
+            burn::tensor::TensorData::new(
+                (0..24i64).map(|i| (i * 7) % 30).collect::<Vec<_>>(),
+                [2, 12],
+            ),
+            &device,
+        );
+        let (whole, whole_state) = model.forward(ids.clone(), None);
+        let mut state = None;
+        let mut pieces = Vec::new();
+        for k in 0..3 {
+            let (out, next) = model.forward(ids.clone().slice([0..2, k * 4..k * 4 + 4]), state);
+            pieces.push(out);
+            state = Some(next);
+        }
+        let state = state.unwrap();
+        let close = |a: Tensor<3>, b: Tensor<3>| (a - b).abs().max().into_scalar::<f32>() < 1e-5;
+        assert!(close(Tensor::cat(pieces, 1), whole));
+        assert!(close(
+            state.hidden.unsqueeze_dim(0),
+            whole_state.hidden.unsqueeze_dim(0)
+        ));
+        assert!(close(
+            state.cell.unsqueeze_dim(0),
+            whole_state.cell.unsqueeze_dim(0)
+        ));
+    }
 }

@@ -1,58 +1,51 @@
 //! The end-of-epoch callback: continue each configured prompt with the current weights,
-//! print the text and append it to `samples.txt`.
+//! print the text and append it to `samples.txt` in the run directory.
 
 use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use burn::module::Module;
-use burn::tensor::Device;
 use data::Vocab;
 use model::{Generator, LstmLm, Sampling};
 
-use crate::config::GenerateConfig;
+use crate::config::Config;
 
-/// Generates from every prompt and appends the texts to `samples_path`.
+/// Generates from every prompt of `config.generate` and appends the texts to `samples.txt`.
 pub fn generate_samples(
     model: &LstmLm,
     vocab: &Vocab,
-    device: &Device,
-    settings: &GenerateConfig,
+    config: &Config,
     epoch: usize,
-    seed: u64,
-    samples_path: &Path,
+    run_dir: &Path,
 ) -> Result<()> {
+    let settings = &config.generate;
     let model = model.valid();
-    let mut generator = Generator::new(
-        &model,
-        vocab,
-        device.clone(),
-        seed.wrapping_add(epoch as u64),
-    );
+    let device = config.train.backend.device();
+    let seed = config.train.seed.wrapping_add(epoch as u64);
+    let mut generator = Generator::new(&model, vocab, config.data.tokenizer, device, seed);
     let sampling = Sampling::with_temperature(settings.temperature).map_err(anyhow::Error::msg)?;
+    let path = run_dir.join("samples.txt");
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(samples_path)
-        .with_context(|| format!("{}: cannot open for appending", samples_path.display()))?;
+        .open(&path)
+        .with_context(|| format!("{}: cannot open for appending", path.display()))?;
     for prompt_text in &settings.prompts {
         let prompt = generator.prompt(prompt_text).map_err(anyhow::Error::msg)?;
         let ids = generator.generate(&prompt.ids, settings.max_tokens, &sampling);
-        let text = format!(
-            "{} {}",
-            generator.decode(&prompt.ids),
-            generator.decode(&ids)
-        );
+        let text = generator.decode(&[prompt.ids, ids].concat());
         println!(
             "generated text (epoch {epoch}, temperature {}):\n{text}\n",
             settings.temperature
         );
         writeln!(
             file,
-            "epoch {epoch} | temperature {} | {text}",
-            settings.temperature
+            "epoch {epoch} | temperature {} | {}",
+            settings.temperature,
+            text.replace('\n', "\\n")
         )
-        .with_context(|| format!("{}: cannot write", samples_path.display()))?;
+        .with_context(|| format!("{}: cannot write", path.display()))?;
     }
     Ok(())
 }

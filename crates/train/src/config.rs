@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use data::CorpusSpec;
+use data::{CorpusSpec, Tokenizer};
 use model::{Backend, ModelConfig};
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +44,12 @@ pub struct DataConfig {
     /// Count padding positions in the loss as Keras does; by default only the real tokens
     /// and the first stop token count, so the loss is not dominated by padding.
     pub loss_on_padding: bool,
+    /// `word` (standardised words, the default) or `char` (every character).
+    pub tokenizer: Tokenizer,
+    /// Read the corpus as one continuous stream in consecutive windows of `seq_len`, carrying
+    /// the LSTM state from each window to the next (truncated BPTT), instead of one padded
+    /// sequence per record.
+    pub stream: bool,
 }
 
 impl Default for DataConfig {
@@ -53,6 +59,8 @@ impl Default for DataConfig {
             seq_len: 200,
             batch_size: 32,
             loss_on_padding: false,
+            tokenizer: Tokenizer::Word,
+            stream: false,
         }
     }
 }
@@ -75,6 +83,26 @@ pub struct TrainConfig {
     pub max_batches_per_epoch: Option<usize>,
     /// Run directory; defaults to `runs/<config name>`.
     pub out: Option<PathBuf>,
+    /// Stop as soon as the loss named by `stop_loss` is at or below this value.
+    pub stop_at_loss: Option<f64>,
+    /// Which loss `stop_at_loss` watches.
+    pub stop_loss: StopLoss,
+    /// Never take more optimizer steps than this (a safety cap for `stop_at_loss`).
+    pub max_steps: Option<u64>,
+    /// Save a checkpoint, a metrics row and samples every this many epochs (and at the end).
+    pub eval_every: usize,
+}
+
+/// The loss a `stop_at_loss` target refers to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopLoss {
+    /// Seed 000's `smooth = 0.999 * smooth + 0.001 * loss`, with each step's loss summed over
+    /// its window (not averaged), starting from `ln(vocab) * seq_len`.
+    #[default]
+    SmoothedWindowSum,
+    /// The mean per-token training loss of an epoch.
+    EpochMean,
 }
 
 impl Default for TrainConfig {
@@ -87,6 +115,10 @@ impl Default for TrainConfig {
             backend: Backend::Flex,
             max_batches_per_epoch: None,
             out: None,
+            stop_at_loss: None,
+            stop_loss: StopLoss::SmoothedWindowSum,
+            max_steps: None,
+            eval_every: 1,
         }
     }
 }
@@ -136,6 +168,7 @@ impl Config {
             ("data.batch_size", d.batch_size),
             ("model.embedding_dim", self.model.embedding_dim),
             ("model.hidden_size", self.model.hidden_size),
+            ("train.eval_every", self.train.eval_every),
         ] {
             if v == 0 {
                 bail!("`{key}` must be at least 1");

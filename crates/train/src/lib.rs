@@ -1,6 +1,7 @@
 //! The `train` binary's library: config, the training loop and its outputs. `main.rs` only
 //! parses the command line and calls [`run`].
 
+pub mod batches;
 pub mod callback;
 pub mod cli;
 pub mod config;
@@ -10,4 +11,4 @@ pub mod trainer;
 
 pub use cli::Args;
 pub use config::Config;
-pub use trainer::{RunSummary, run};
+pub use trainer::{RunSummary, run, train};

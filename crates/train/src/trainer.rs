@@ -9,18 +9,19 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
+use burn::nn::LstmState;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use data::tokenizer::words;
-use data::{Batch, Batcher, Sequences, Vocab};
+use data::{Batch, Vocab};
 use model::loss::weighted_cross_entropy;
 use model::{Checkpoint, CheckpointMeta, LstmLm};
 
 use crate::Args;
+use crate::batches::Batches;
 use crate::callback::generate_samples;
-use crate::config::Config;
+use crate::config::{Config, StopLoss};
 use crate::metrics::{EpochMetrics, MetricsLog};
-use crate::progress::EpochProgress;
+use crate::progress::Progress;
 
 /// What a finished run reports.
 #[derive(Debug, Clone)]
@@ -64,16 +65,8 @@ pub fn train(config: &Config, run_dir: &Path, resume: bool) -> Result<RunSummary
     std::fs::create_dir_all(run_dir)
         .with_context(|| format!("{}: cannot create the run directory", run_dir.display()))?;
 
-    // Data: records -> standardised words -> vocabulary -> fixed-length id sequences.
-    let corpus = config.corpus.load()?;
-    println!(
-        "corpus {}: {} records ({} skipped for a missing {})",
-        config.corpus.path.display(),
-        corpus.texts.len(),
-        corpus.skipped,
-        corpus.fields.join(" or ")
-    );
-    let tokenized: Vec<Vec<String>> = corpus.texts.iter().map(|t| words(t)).collect();
+    // Data: text -> tokens -> vocabulary -> ids in batches.
+    let tokenized = tokenize(config)?;
     let built = Vocab::build(tokenized.iter().flatten(), config.data.vocab_size);
     let vocab = match &previous {
         Some(ckpt) => same_vocab(ckpt.vocab()?, built, &ckpt.dir)?,
@@ -82,26 +75,24 @@ pub fn train(config: &Config, run_dir: &Path, resume: bool) -> Result<RunSummary
     vocab.save(&run_dir.join("vocab.txt"))?;
     let config_text = toml::to_string_pretty(config).context("serialising the resolved config")?;
     data::files::write_atomic(&run_dir.join("config.toml"), config_text.as_bytes())?;
-    let sequences = Sequences::encode(
-        tokenized.iter().map(|t| t.iter().map(String::as_str)),
-        &vocab,
-        config.data.seq_len,
-    );
-    let batcher = Batcher {
-        batch_size: config.data.batch_size,
-        loss_on_padding: config.data.loss_on_padding,
-    };
+    let batches = Batches::new(&tokenized, &vocab, &config.data)?;
     let tokens: usize = tokenized.iter().map(Vec::len).sum();
     println!(
-        "{tokens} tokens, vocabulary {} entries, {} sequences of {}+1 ids",
+        "{tokens} tokens, vocabulary {} entries, {} batches of {} x {} per epoch{}",
         vocab.len(),
-        sequences.len(),
-        config.data.seq_len
+        batches.per_epoch(),
+        config.data.batch_size,
+        config.data.seq_len,
+        if batches.carries_state() {
+            " (one stream, state carried between windows)"
+        } else {
+            ""
+        }
     );
     println!(
         "loss: {}",
-        if config.data.loss_on_padding {
-            "every position, padding included (loss_on_padding = true, as Keras)"
+        if batches.carries_state() || config.data.loss_on_padding {
+            "every position"
         } else {
             "real tokens + the first stop token (loss_on_padding = false)"
         }
@@ -145,50 +136,64 @@ pub fn train(config: &Config, run_dir: &Path, resume: bool) -> Result<RunSummary
     );
     let mut metrics = MetricsLog::open(run_dir, first_epoch - 1)?;
     let checkpoints = run_dir.join("checkpoints");
-    let per_epoch = batcher
-        .batches_per_epoch(&sequences)
+    let per_epoch = batches
+        .per_epoch()
         .min(t.max_batches_per_epoch.unwrap_or(usize::MAX));
+    let mut progress = Progress::new(t.epochs, per_epoch);
+    let mut stop = StopRule::new(config, vocab.len());
     let mut summary = RunSummary {
         run_dir: run_dir.to_owned(),
         epochs: Vec::new(),
     };
 
     for epoch in first_epoch..=t.epochs {
-        let mut progress = EpochProgress::start(epoch, t.epochs, per_epoch);
+        progress.begin_epoch(epoch);
         let epoch_start = Instant::now();
         let (mut loss_sum, mut weight_sum, mut positions) = (0.0f64, 0.0f64, 0usize);
-        for (i, batch) in batcher
-            .epoch(&sequences, t.seed, epoch)
-            .take(per_epoch)
-            .enumerate()
-        {
-            let (next, loss, weight) =
-                train_step(model, &mut optim, &batch, t.learning_rate, &device);
-            model = next;
+        let mut state = None;
+        let mut finished = false;
+        for (i, batch) in batches.epoch(t.seed, epoch).take(per_epoch).enumerate() {
+            let out = train_step(
+                model,
+                &mut optim,
+                &batch,
+                t.learning_rate,
+                &device,
+                state.take(),
+            );
+            model = out.model;
+            state = batches.carries_state().then_some(out.state);
             step += 1;
-            if !loss.is_finite() {
+            if !out.loss.is_finite() {
                 bail!(
-                    "epoch {epoch}, step {step}: the loss became {loss}; training stopped (the last good checkpoint, if any, is in {}). Try a lower train.learning_rate",
+                    "epoch {epoch}, step {step}: the loss became {}; training stopped (the last good checkpoint, if any, is in {}). Try a lower train.learning_rate",
+                    out.loss,
                     checkpoints.display()
                 );
             }
             if step == 1 {
                 println!(
-                    "first-step loss {loss:.4} (uniform guess: ln {} = {:.4})",
+                    "first-step loss {:.4} (uniform guess: ln {} = {:.4})",
+                    out.loss,
                     vocab.len(),
                     (vocab.len() as f64).ln()
                 );
             }
-            loss_sum += loss * weight;
-            weight_sum += weight;
+            loss_sum += out.loss * out.weight;
+            weight_sum += out.weight;
             positions += batch.batch_size * batch.seq_len;
             progress.update(
                 i + 1,
                 loss_sum / weight_sum,
                 positions as f64 / epoch_start.elapsed().as_secs_f64(),
             );
+            finished = stop.after_step(out.loss * batch.seq_len as f64, step, started)
+                || t.max_steps.is_some_and(|m| step >= m);
+            if finished {
+                break;
+            }
         }
-        progress.finish();
+        progress.end_epoch();
         let seconds = epoch_start.elapsed().as_secs_f64();
         let m = EpochMetrics {
             epoch,
@@ -197,31 +202,30 @@ pub fn train(config: &Config, run_dir: &Path, resume: bool) -> Result<RunSummary
             tokens_per_s: positions as f64 / seconds,
             seconds,
         };
+        finished = finished || stop.after_epoch(m.loss, step, started) || epoch == t.epochs;
+        if epoch % t.eval_every != 0 && !finished {
+            continue;
+        }
         println!(
-            "epoch {epoch}/{}: loss {:.4}, {:.0} tokens/s, {seconds:.1}s",
+            "epoch {epoch}/{}: loss {:.4}, {:.0} tokens/s, {seconds:.1}s, step {step}",
             t.epochs, m.loss, m.tokens_per_s
         );
         metrics.push(m)?;
         let meta = CheckpointMeta {
             model: config.model,
             vocab_size: vocab.len(),
+            tokenizer: config.data.tokenizer,
             epoch,
             step,
             loss: m.loss,
         };
         let saved = Checkpoint::save(&checkpoints, &model, Some(&optim), &vocab, meta)?;
         println!("checkpoint {}", saved.dir.display());
-        let inference_device = t.backend.device();
-        generate_samples(
-            &model,
-            &vocab,
-            &inference_device,
-            &config.generate,
-            epoch,
-            t.seed,
-            &run_dir.join("samples.txt"),
-        )?;
+        generate_samples(&model, &vocab, config, epoch, run_dir)?;
         summary.epochs.push(m);
+        if finished {
+            break;
+        }
     }
     println!(
         "done in {:.1}s; run directory {}",
@@ -231,14 +235,91 @@ pub fn train(config: &Config, run_dir: &Path, resume: bool) -> Result<RunSummary
     Ok(summary)
 }
 
-/// One Adam step on one batch; returns the model, the batch's mean loss and its weight sum.
+/// The corpus as token lists: one per record, or a single one for a stream.
+fn tokenize(config: &Config) -> Result<Vec<Vec<String>>> {
+    let tokenizer = config.data.tokenizer;
+    let path = config.corpus.path.display();
+    if config.data.stream {
+        let text = config.corpus.load_stream()?;
+        println!(
+            "corpus {path}: {} characters, read as one stream",
+            text.chars().count()
+        );
+        return Ok(vec![tokenizer.tokens(&text)]);
+    }
+    let corpus = config.corpus.load()?;
+    println!(
+        "corpus {path}: {} records ({} skipped for a missing {})",
+        corpus.texts.len(),
+        corpus.skipped,
+        corpus.fields.join(" or ")
+    );
+    Ok(corpus.texts.iter().map(|t| tokenizer.tokens(t)).collect())
+}
+
+/// Watches the loss for `train.stop_at_loss`.
+struct StopRule {
+    target: Option<f64>,
+    kind: StopLoss,
+    smooth: f64,
+}
+
+impl StopRule {
+    fn new(config: &Config, vocab_size: usize) -> Self {
+        let t = &config.train;
+        // Seed 000 starts its smoothed loss at a uniform guess summed over a window.
+        let smooth = (vocab_size as f64).ln() * config.data.seq_len as f64;
+        Self {
+            target: t.stop_at_loss,
+            kind: t.stop_loss,
+            smooth,
+        }
+    }
+
+    /// Folds in one step's loss summed over its window; true once the target is reached.
+    fn after_step(&mut self, window_loss: f64, step: u64, started: Instant) -> bool {
+        self.smooth = 0.999 * self.smooth + 0.001 * window_loss;
+        self.kind == StopLoss::SmoothedWindowSum && self.reached(self.smooth, step, started)
+    }
+
+    /// Checks an epoch's mean loss; true once the target is reached.
+    fn after_epoch(&self, mean_loss: f64, step: u64, started: Instant) -> bool {
+        self.kind == StopLoss::EpochMean && self.reached(mean_loss, step, started)
+    }
+
+    fn reached(&self, loss: f64, step: u64, started: Instant) -> bool {
+        let hit = self.target.is_some_and(|target| loss <= target);
+        if hit {
+            println!(
+                "reached the target loss: {:?} loss {loss:.4} at step {step} after {:.1}s",
+                self.kind,
+                started.elapsed().as_secs_f64()
+            );
+        }
+        hit
+    }
+}
+
+/// What one optimizer step returns.
+struct StepOutput {
+    model: LstmLm,
+    /// Mean loss over the counted positions.
+    loss: f64,
+    /// Number of counted positions.
+    weight: f64,
+    /// The LSTM state after the batch, detached from the graph.
+    state: LstmState<2>,
+}
+
+/// One Adam step on one batch, starting from `state` (zero when `None`).
 fn train_step(
     model: LstmLm,
     optim: &mut burn::optim::ModuleOptimizer,
     batch: &Batch,
     learning_rate: f64,
     device: &Device,
-) -> (LstmLm, f64, f64) {
+    state: Option<LstmState<2>>,
+) -> StepOutput {
     let [b, t] = [batch.batch_size, batch.seq_len];
     let ids = |v: &[u32]| v.iter().map(|&i| i as i64).collect::<Vec<_>>();
     let inputs = Tensor::<2, Int>::from_data(TensorData::new(ids(&batch.inputs), [b, t]), device);
@@ -246,16 +327,18 @@ fn train_step(
         Tensor::<1, Int>::from_data(TensorData::new(ids(&batch.targets), [b * t]), device);
     let weight: f32 = batch.weights.iter().sum();
     let weights = Tensor::<1>::from_data(TensorData::new(batch.weights.clone(), [b * t]), device);
-    let (logits, _) = model.forward(inputs, None);
+    let (logits, state) = model.forward(inputs, state);
     let vocab = model.vocab_size();
     let loss = weighted_cross_entropy(logits.reshape([b * t, vocab]), targets, weights, weight);
     let value: f32 = loss.clone().into_scalar();
     let grads = GradientsParams::from_grads(loss.backward(), &model);
-    (
-        optim.step(learning_rate, model, grads),
-        f64::from(value),
-        f64::from(weight),
-    )
+    let state = LstmState::new(state.cell.detach(), state.hidden.detach());
+    StepOutput {
+        model: optim.step(learning_rate, model, grads),
+        loss: f64::from(value),
+        weight: f64::from(weight),
+        state,
+    }
 }
 
 /// The checkpoint's vocabulary, unless the corpus now builds a different one.

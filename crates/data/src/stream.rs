@@ -1,0 +1,94 @@
+//! A corpus read as one continuous token stream, for truncated backpropagation through time
+//! (char-rnn, torch-rnn, and seed 000's `h_prev`/`C_prev` loop).
+//!
+//! The stream is cut into `batch_size` equal rows that are read side by side in consecutive
+//! windows of `seq_len`; the LSTM state at the end of window k starts window k+1:
+//!
+//! ```text
+//! stream: a b c d e f g h i j k l m n o p q r s t u v w x y
+//! row 0:  a b c d e f g h i j k l        window 0: a b c d  -> b c d e
+//! row 1:  m n o p q r s t u v w x        window 1: e f g h  -> f g h i   (state carried)
+//!                                        window 2: i j k    -> j k l     (last may be short)
+//! ```
+
+use crate::Batch;
+
+/// Consecutive windows over parallel rows of one token stream.
+#[derive(Debug, Clone)]
+pub struct StreamWindows {
+    rows: usize,
+    row_len: usize,
+    seq_len: usize,
+    ids: Vec<u32>,
+}
+
+impl StreamWindows {
+    /// Cuts `ids` into `batch_size` rows (the remainder is dropped); an error when a row
+    /// would hold fewer than two tokens.
+    pub fn new(ids: &[u32], batch_size: usize, seq_len: usize) -> Result<Self, String> {
+        let row_len = ids.len() / batch_size.max(1);
+        if row_len < 2 {
+            return Err(format!(
+                "{} tokens are too few for {batch_size} parallel streams (each needs at least 2)",
+                ids.len()
+            ));
+        }
+        Ok(Self {
+            rows: batch_size,
+            row_len,
+            seq_len,
+            ids: ids[..row_len * batch_size].to_vec(),
+        })
+    }
+
+    /// Windows per pass (the last one may be shorter than `seq_len`).
+    pub fn len(&self) -> usize {
+        (self.row_len - 1).div_ceil(self.seq_len)
+    }
+
+    /// True when there is no window (never, for a stream built by [`StreamWindows::new`]).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Window `k`: inputs `[rows, len]` and the same positions one token later as targets.
+    pub fn window(&self, k: usize) -> Batch {
+        let start = k * self.seq_len;
+        let len = self.seq_len.min(self.row_len - 1 - start);
+        let mut b = Batch {
+            batch_size: self.rows,
+            seq_len: len,
+            inputs: Vec::with_capacity(self.rows * len),
+            targets: Vec::with_capacity(self.rows * len),
+            weights: vec![1.0; self.rows * len],
+        };
+        for r in 0..self.rows {
+            let row = &self.ids[r * self.row_len..(r + 1) * self.row_len];
+            b.inputs.extend_from_slice(&row[start..start + len]);
+            b.targets
+                .extend_from_slice(&row[start + 1..start + len + 1]);
+        }
+        b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_cover_every_row_and_targets_are_shifted() {
+        let ids: Vec<u32> = (0..25).collect();
+        let s = StreamWindows::new(&ids, 2, 4).unwrap();
+        assert_eq!(s.len(), 3);
+        let w0 = s.window(0);
+        assert_eq!(w0.inputs, [0, 1, 2, 3, 12, 13, 14, 15]);
+        assert_eq!(w0.targets, [1, 2, 3, 4, 13, 14, 15, 16]);
+        let w2 = s.window(2);
+        assert_eq!(
+            (w2.seq_len, w2.inputs.as_slice(), w2.targets.as_slice()),
+            (3, &[8, 9, 10, 20, 21, 22][..], &[9, 10, 11, 21, 22, 23][..])
+        );
+        assert!(StreamWindows::new(&ids[..3], 2, 4).is_err());
+    }
+}
