@@ -60,9 +60,9 @@ fn empty_corpus_and_bad_temperature_are_refused() {
         "{e}"
     );
 
-    let config = small_config(&dir, "temperature = -1.0\n");
+    let config = small_config(&dir, "temperatures = [-1.0]\n");
     let e = run(&config);
-    assert!(e.contains("generate.temperature"), "{e}");
+    assert!(e.contains("generate.temperatures"), "{e}");
 }
 
 #[test]

@@ -11,7 +11,7 @@ use model::{Generator, LstmLm, Sampling};
 
 use crate::config::Config;
 
-/// Generates from every prompt of `config.generate` and appends the texts to `samples.txt`.
+/// Generates from every prompt at every temperature of `config.generate` and appends the texts to `samples.txt`.
 pub fn generate_samples(
     model: &LstmLm,
     vocab: &Vocab,
@@ -24,28 +24,26 @@ pub fn generate_samples(
     let device = config.train.backend.device();
     let seed = config.train.seed.wrapping_add(epoch as u64);
     let mut generator = Generator::new(&model, vocab, config.data.tokenizer, device, seed);
-    let sampling = Sampling::with_temperature(settings.temperature).map_err(anyhow::Error::msg)?;
     let path = run_dir.join("samples.txt");
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&path)
         .with_context(|| format!("{}: cannot open for appending", path.display()))?;
-    for prompt_text in &settings.prompts {
-        let prompt = generator.prompt(prompt_text).map_err(anyhow::Error::msg)?;
-        let ids = generator.generate(&prompt.ids, settings.max_tokens, &sampling);
-        let text = generator.decode(&[prompt.ids, ids].concat());
-        println!(
-            "generated text (epoch {epoch}, temperature {}):\n{text}\n",
-            settings.temperature
-        );
-        writeln!(
-            file,
-            "epoch {epoch} | temperature {} | {}",
-            settings.temperature,
-            text.replace('\n', "\\n")
-        )
-        .with_context(|| format!("{}: cannot write", path.display()))?;
+    for &temperature in &settings.temperatures {
+        let sampling = Sampling::with_temperature(temperature).map_err(anyhow::Error::msg)?;
+        for prompt_text in &settings.prompts {
+            let prompt = generator.prompt(prompt_text).map_err(anyhow::Error::msg)?;
+            let ids = generator.generate(&prompt.ids, settings.max_tokens, &sampling);
+            let text = generator.decode(&[prompt.ids, ids].concat());
+            println!("generated text (epoch {epoch}, temperature {temperature}):\n{text}\n");
+            writeln!(
+                file,
+                "epoch {epoch} | temperature {temperature} | {}",
+                text.replace('\n', "\\n")
+            )
+            .with_context(|| format!("{}: cannot write", path.display()))?;
+        }
     }
     Ok(())
 }

@@ -129,8 +129,8 @@ impl Default for TrainConfig {
 pub struct GenerateConfig {
     /// Prompts to continue after every epoch.
     pub prompts: Vec<String>,
-    /// Sampling temperature (> 0).
-    pub temperature: f32,
+    /// Sampling temperatures (each > 0); every prompt is continued at each.
+    pub temperatures: Vec<f32>,
     /// Most tokens to generate per prompt (generation also stops at the stop token).
     pub max_tokens: usize,
 }
@@ -139,7 +139,7 @@ impl Default for GenerateConfig {
     fn default() -> Self {
         Self {
             prompts: vec!["recipe for".into()],
-            temperature: 1.0,
+            temperatures: vec![1.0],
             max_tokens: 100,
         }
     }
@@ -180,8 +180,10 @@ impl Config {
         if !(self.train.learning_rate.is_finite() && self.train.learning_rate > 0.0) {
             bail!("`train.learning_rate` must be greater than 0");
         }
-        model::sampling::check_temperature(self.generate.temperature)
-            .map_err(|e| anyhow::anyhow!("`generate.temperature`: {e}"))?;
+        for &t in &self.generate.temperatures {
+            model::sampling::check_temperature(t)
+                .map_err(|e| anyhow::anyhow!("`generate.temperatures`: {e}"))?;
+        }
         Ok(())
     }
 }
@@ -234,13 +236,14 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        let mut c = parse("[corpus]\npath = \"x\"\n[generate]\ntemperature = 0.0\n").unwrap();
+        let mut c =
+            parse("[corpus]\npath = \"x\"\n[generate]\ntemperatures = [1.0, 0.0]\n").unwrap();
         let e = format!("{:#}", c.validate().unwrap_err());
         assert!(
-            e.contains("generate.temperature") && e.contains("greater than 0"),
+            e.contains("generate.temperatures") && e.contains("greater than 0"),
             "{e}"
         );
-        c.generate.temperature = 1.0;
+        c.generate.temperatures = vec![1.0];
         c.data.batch_size = 0;
         assert!(format!("{:#}", c.validate().unwrap_err()).contains("data.batch_size"));
     }
