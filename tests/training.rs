@@ -9,6 +9,8 @@ use e2e::{scratch, small_config};
 /// Loss bound after 2 epochs of the small config (measured 4.35 on flex, seed 42).
 /// A model that does not learn stays near ln(400) = 5.99.
 const LOSS_BOUND: f64 = 4.7;
+/// The same for Adagrad (lr 0.1, gradients clipped to [-1, 1], as seed 000); measured 3.64 after 2 epochs.
+const ADAGRAD_BOUND: f64 = 4.0;
 
 fn train_args(args: &[&str]) -> train::Args {
     train::Args::try_parse_from(std::iter::once("train").chain(args.iter().copied())).unwrap()
@@ -253,4 +255,22 @@ fn the_ndarray_backend_trains_too() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("unknown backend `tpu`"), "{e}");
+}
+
+#[test]
+fn adagrad_with_elementwise_clipping_trains_too() {
+    let dir = scratch("adagrad");
+    let config = small_config(&dir, "");
+    let seed000 = "learning_rate = 0.1\noptimizer = \"adagrad\"\nclip_value = 1.0";
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("learning_rate = 0.01", seed000);
+    std::fs::write(&config, text).unwrap();
+    let run = dir.join("run");
+    let summary = train::run(&train_args(&["--config", s(&config), "--out", s(&run)])).unwrap();
+    let losses: Vec<f64> = summary.epochs.iter().map(|m| m.loss).collect();
+    assert!(
+        losses[1] < losses[0] && losses[1] < ADAGRAD_BOUND,
+        "losses per epoch: {losses:?}"
+    );
 }

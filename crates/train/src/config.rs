@@ -73,8 +73,14 @@ pub struct TrainConfig {
     pub epochs: usize,
     /// Adam's learning rate (Keras's default).
     pub learning_rate: f64,
+    /// `adam` (the chapter) or `adagrad` (seed 000, with `clip_value = 1.0` and lr 0.1).
+    pub optimizer: OptimizerKind,
     /// Adam's epsilon: Keras uses 1e-7 (Burn's default is 1e-5).
     pub adam_epsilon: f32,
+    /// Clip every gradient element to `[-clip_value, clip_value]` before the update.
+    pub clip_value: Option<f32>,
+    /// Rescale the gradients whose L2 norm exceeds `clip_norm` (instead of `clip_value`).
+    pub clip_norm: Option<f32>,
     /// Seeds weight initialisation, shuffling and sampling.
     pub seed: u64,
     /// CPU backend.
@@ -91,6 +97,17 @@ pub struct TrainConfig {
     pub max_steps: Option<u64>,
     /// Save a checkpoint, a metrics row and samples every this many epochs (and at the end).
     pub eval_every: usize,
+}
+
+/// The optimisation algorithm.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// Adam with Keras's defaults.
+    #[default]
+    Adam,
+    /// Adagrad, as seed 000's NumPy loop (epsilon 1e-8).
+    Adagrad,
 }
 
 /// The loss a `stop_at_loss` target refers to.
@@ -110,7 +127,10 @@ impl Default for TrainConfig {
         Self {
             epochs: 25,
             learning_rate: 1e-3,
+            optimizer: OptimizerKind::Adam,
             adam_epsilon: 1e-7,
+            clip_value: None,
+            clip_norm: None,
             seed: 42,
             backend: Backend::Flex,
             max_batches_per_epoch: None,
@@ -180,6 +200,9 @@ impl Config {
         if !(self.train.learning_rate.is_finite() && self.train.learning_rate > 0.0) {
             bail!("`train.learning_rate` must be greater than 0");
         }
+        if self.train.clip_value.is_some() && self.train.clip_norm.is_some() {
+            bail!("set `train.clip_value` or `train.clip_norm`, not both");
+        }
         for &t in &self.generate.temperatures {
             model::sampling::check_temperature(t)
                 .map_err(|e| anyhow::anyhow!("`generate.temperatures`: {e}"))?;
@@ -244,6 +267,10 @@ mod tests {
             "{e}"
         );
         c.generate.temperatures = vec![1.0];
+        c.train.clip_value = Some(1.0);
+        c.train.clip_norm = Some(5.0);
+        assert!(format!("{:#}", c.validate().unwrap_err()).contains("not both"));
+        c.train.clip_norm = None;
         c.data.batch_size = 0;
         assert!(format!("{:#}", c.validate().unwrap_err()).contains("data.batch_size"));
     }

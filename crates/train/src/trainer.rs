@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use burn::grad_clipping::GradientClippingConfig;
 use burn::module::Module;
 use burn::nn::LstmState;
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::{AdaGradConfig, AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use data::{Batch, Vocab};
 use model::loss::weighted_cross_entropy;
@@ -19,7 +20,7 @@ use model::{Checkpoint, CheckpointMeta, LstmLm};
 use crate::Args;
 use crate::batches::Batches;
 use crate::callback::generate_samples;
-use crate::config::{Config, StopLoss};
+use crate::config::{Config, OptimizerKind, StopLoss, TrainConfig};
 use crate::metrics::{EpochMetrics, MetricsLog};
 use crate::progress::Progress;
 
@@ -103,7 +104,7 @@ pub fn train(config: &Config, run_dir: &Path, resume: bool) -> Result<RunSummary
     let t = &config.train;
     let device = t.backend.autodiff_device();
     device.seed(t.seed);
-    let mut optim = AdamConfig::new().with_epsilon(t.adam_epsilon).init();
+    let mut optim = optimizer(t);
     let (mut model, first_epoch, mut step) = match &previous {
         Some(ckpt) => {
             if ckpt.meta.model != config.model {
@@ -235,6 +236,24 @@ pub fn train(config: &Config, run_dir: &Path, resume: bool) -> Result<RunSummary
     Ok(summary)
 }
 
+/// The configured optimizer with its gradient clipping.
+fn optimizer(t: &TrainConfig) -> ModuleOptimizer {
+    let clip = t
+        .clip_value
+        .map(GradientClippingConfig::Value)
+        .or(t.clip_norm.map(GradientClippingConfig::Norm));
+    match t.optimizer {
+        OptimizerKind::Adam => AdamConfig::new()
+            .with_epsilon(t.adam_epsilon)
+            .with_grad_clipping(clip)
+            .init(),
+        OptimizerKind::Adagrad => AdaGradConfig::new()
+            .with_epsilon(1e-8)
+            .with_grad_clipping(clip)
+            .init(),
+    }
+}
+
 /// The corpus as token lists: one per record, or a single one for a stream.
 fn tokenize(config: &Config) -> Result<Vec<Vec<String>>> {
     let tokenizer = config.data.tokenizer;
@@ -314,7 +333,7 @@ struct StepOutput {
 /// One Adam step on one batch, starting from `state` (zero when `None`).
 fn train_step(
     model: LstmLm,
-    optim: &mut burn::optim::ModuleOptimizer,
+    optim: &mut ModuleOptimizer,
     batch: &Batch,
     learning_rate: f64,
     device: &Device,
