@@ -158,6 +158,26 @@ fn generate_continues_the_prompt_within_the_token_limit() {
 }
 
 #[test]
+fn trace_prints_every_gate_for_every_prompt_token() {
+    let (run, _) = trained();
+    let out = inference(&[
+        "trace",
+        "--checkpoint",
+        s(run),
+        "--prompt",
+        "recipe for roast",
+        "--units",
+        "3",
+    ])
+    .unwrap();
+    assert_eq!(out.matches("step ").count(), 3, "{out}");
+    assert!(out.contains("step 3 token \"roast\""), "{out}");
+    for gate in ["  f  [", "  i  [", "  c~ [", "  c  [", "  o  [", "  h  ["] {
+        assert_eq!(out.matches(gate).count(), 3, "{gate} in {out}");
+    }
+}
+
+#[test]
 fn bad_inference_requests_fail_clearly() {
     let (run, _) = trained();
     let e = inference(&[

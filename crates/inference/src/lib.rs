@@ -25,6 +25,18 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Print the most likely next words after a prompt, per temperature.
     Probs(ProbsArgs),
+    /// Print the LSTM cell's gates (f, i, c~, c, o, h) for every token of the prompt.
+    Trace(TraceArgs),
+}
+
+/// `inference trace` flags.
+#[derive(Debug, Clone, Args)]
+pub struct TraceArgs {
+    #[command(flatten)]
+    pub source: Source,
+    /// How many units of each vector to print (the norm covers them all).
+    #[arg(long, default_value_t = 4)]
+    pub units: usize,
 }
 
 /// Which checkpoint and prompt.
@@ -81,6 +93,7 @@ pub fn run(cli: &Cli) -> Result<String> {
     match &cli.command {
         Command::Generate(args) => generate(args),
         Command::Probs(args) => probs(args),
+        Command::Trace(args) => trace(args),
     }
 }
 
@@ -151,6 +164,48 @@ fn probs(args: &ProbsArgs) -> Result<String> {
             writeln!(out, "{:<16}{:.2}%", format!("{word}:"), p * 100.0)?;
         }
         out.push('\n');
+    }
+    Ok(out)
+}
+
+fn trace(args: &TraceArgs) -> Result<String> {
+    let (model, vocab, ckpt) = open(&args.source)?;
+    let generator = Generator::new(
+        &model,
+        &vocab,
+        ckpt.meta.tokenizer,
+        args.source.backend.device(),
+        0,
+    );
+    let ids = prompt(&generator, &args.source.prompt)?;
+    let mut out = String::new();
+    for (t, (id, step)) in ids
+        .iter()
+        .zip(model::trace::trace(&model, &ids))
+        .enumerate()
+    {
+        writeln!(out, "step {} token {:?}", t + 1, vocab.token(*id))?;
+        for (name, v) in [
+            ("f", &step.f),
+            ("i", &step.i),
+            ("c~", &step.candidate),
+            ("c", &step.c),
+            ("o", &step.o),
+            ("h", &step.h),
+        ] {
+            let shown: Vec<String> = v
+                .iter()
+                .take(args.units)
+                .map(|x| format!("{x:+.4}"))
+                .collect();
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            writeln!(
+                out,
+                "  {name:<3}[{}{}]  norm {norm:.4}",
+                shown.join(", "),
+                if v.len() > args.units { ", ..." } else { "" }
+            )?;
+        }
     }
     Ok(out)
 }

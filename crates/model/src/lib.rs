@@ -7,6 +7,7 @@ pub mod generator;
 pub mod loss;
 pub mod lstm_lm;
 pub mod sampling;
+pub mod trace;
 
 pub use burn;
 pub use checkpoint::{Checkpoint, CheckpointError, CheckpointMeta};
