@@ -97,25 +97,56 @@ pub fn run(cli: &Cli) -> Result<String> {
     }
 }
 
-fn open(source: &Source) -> Result<(model::LstmLm, data::Vocab, Checkpoint)> {
-    let ckpt = Checkpoint::open(&source.checkpoint)?;
-    let (model, vocab) = ckpt.load(&source.backend.device())?;
-    Ok((model, vocab, ckpt))
+/// A checkpoint loaded for one subcommand.
+struct Loaded {
+    model: model::LstmLm,
+    vocab: data::Vocab,
+    ckpt: Checkpoint,
+    source: Source,
+}
+
+impl Loaded {
+    /// Opens the checkpoint `source` names and loads its model and vocabulary.
+    fn open(source: &Source) -> Result<Self> {
+        let ckpt = Checkpoint::open(&source.checkpoint)?;
+        let (model, vocab) = ckpt.load(&source.backend.device())?;
+        Ok(Self {
+            model,
+            vocab,
+            ckpt,
+            source: source.clone(),
+        })
+    }
+
+    /// A generator over the loaded model, and the prompt's ids (unknown words reported).
+    fn generator(&self, seed: u64) -> Result<(Generator<'_>, Vec<u32>)> {
+        let tokenizer = self.ckpt.meta.tokenizer;
+        let generator = Generator::new(
+            &self.model,
+            &self.vocab,
+            tokenizer,
+            self.source.backend.device(),
+            seed,
+        );
+        let prompt = generator
+            .prompt(&self.source.prompt)
+            .map_err(anyhow::Error::msg)?;
+        if !prompt.unknown.is_empty() {
+            eprintln!(
+                "warning: not in the vocabulary, read as [UNK]: {}",
+                prompt.unknown.join(", ")
+            );
+        }
+        Ok((generator, prompt.ids))
+    }
 }
 
 fn generate(args: &GenerateArgs) -> Result<String> {
     check_temperature(args.temperature)
         .map_err(anyhow::Error::msg)
         .context("--temperature")?;
-    let (model, vocab, ckpt) = open(&args.source)?;
-    let mut generator = Generator::new(
-        &model,
-        &vocab,
-        ckpt.meta.tokenizer,
-        args.source.backend.device(),
-        args.seed,
-    );
-    let prompt = prompt(&generator, &args.source.prompt)?;
+    let loaded = Loaded::open(&args.source)?;
+    let (mut generator, prompt) = loaded.generator(args.seed)?;
     let sampling = Sampling {
         temperature: args.temperature,
         top_k: args.top_k,
@@ -126,7 +157,7 @@ fn generate(args: &GenerateArgs) -> Result<String> {
     let secs = start.elapsed().as_secs_f64();
     eprintln!(
         "{}: {} tokens in {secs:.2}s ({:.0} tokens/s)",
-        ckpt.dir.display(),
+        loaded.ckpt.dir.display(),
         ids.len(),
         ids.len() as f64 / secs.max(1e-9)
     );
@@ -142,15 +173,8 @@ fn probs(args: &ProbsArgs) -> Result<String> {
             .map_err(anyhow::Error::msg)
             .context("--temperatures")?;
     }
-    let (model, vocab, ckpt) = open(&args.source)?;
-    let generator = Generator::new(
-        &model,
-        &vocab,
-        ckpt.meta.tokenizer,
-        args.source.backend.device(),
-        0,
-    );
-    let prompt = prompt(&generator, &args.source.prompt)?;
+    let loaded = Loaded::open(&args.source)?;
+    let (generator, prompt) = loaded.generator(0)?;
     let logits = generator.next_token_logits(&prompt);
     let mut out = String::new();
     for &t in &args.temperatures {
@@ -160,7 +184,11 @@ fn probs(args: &ProbsArgs) -> Result<String> {
             generator.decode(&prompt)
         )?;
         for (id, p) in top(&probabilities(&logits, t), args.top) {
-            let word = if id == 0 { "<stop>" } else { vocab.token(id) };
+            let word = if id == 0 {
+                "<stop>"
+            } else {
+                loaded.vocab.token(id)
+            };
             writeln!(out, "{:<16}{:.2}%", format!("{word}:"), p * 100.0)?;
         }
         out.push('\n');
@@ -169,22 +197,15 @@ fn probs(args: &ProbsArgs) -> Result<String> {
 }
 
 fn trace(args: &TraceArgs) -> Result<String> {
-    let (model, vocab, ckpt) = open(&args.source)?;
-    let generator = Generator::new(
-        &model,
-        &vocab,
-        ckpt.meta.tokenizer,
-        args.source.backend.device(),
-        0,
-    );
-    let ids = prompt(&generator, &args.source.prompt)?;
+    let loaded = Loaded::open(&args.source)?;
+    let (_, ids) = loaded.generator(0)?;
     let mut out = String::new();
     for (t, (id, step)) in ids
         .iter()
-        .zip(model::trace::trace(&model, &ids))
+        .zip(model::trace::trace(&loaded.model, &ids))
         .enumerate()
     {
-        writeln!(out, "step {} token {:?}", t + 1, vocab.token(*id))?;
+        writeln!(out, "step {} token {:?}", t + 1, loaded.vocab.token(*id))?;
         for (name, v) in [
             ("f", &step.f),
             ("i", &step.i),
@@ -208,15 +229,4 @@ fn trace(args: &TraceArgs) -> Result<String> {
         }
     }
     Ok(out)
-}
-
-fn prompt(generator: &Generator, text: &str) -> Result<Vec<u32>> {
-    let prompt = generator.prompt(text).map_err(anyhow::Error::msg)?;
-    if !prompt.unknown.is_empty() {
-        eprintln!(
-            "warning: not in the vocabulary, read as [UNK]: {}",
-            prompt.unknown.join(", ")
-        );
-    }
-    Ok(prompt.ids)
 }

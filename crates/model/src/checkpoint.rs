@@ -188,6 +188,12 @@ impl Checkpoint {
     /// Rebuilds the model on `device` and loads its weights and vocabulary.
     pub fn load(&self, device: &Device) -> Result<(LstmLm, Vocab), CheckpointError> {
         let vocab = self.vocab()?;
+        Ok((self.load_model(device)?, vocab))
+    }
+
+    /// Rebuilds the model on `device` and loads its weights, checked against `meta.json`
+    /// (for a caller that has read the vocabulary already).
+    pub fn load_model(&self, device: &Device) -> Result<LstmLm, CheckpointError> {
         let path = self.dir.join(MODEL);
         let model = self
             .meta
@@ -201,7 +207,7 @@ impl Checkpoint {
                     self.meta.vocab_size, self.meta.model
                 ),
             })?;
-        Ok((model, vocab))
+        Ok(model)
     }
 
     /// Restores the optimizer state saved with this checkpoint, if there is one.

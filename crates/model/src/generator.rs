@@ -4,14 +4,14 @@
 
 use burn::nn::LstmState;
 use burn::prelude::s;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::Device;
 use data::vocab::PAD_ID;
 use data::{Tokenizer, Vocab};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use crate::LstmLm;
 use crate::sampling::Sampling;
+use crate::{LstmLm, ids_tensor};
 
 /// A prompt converted to ids, with the words the vocabulary lacked.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,8 +66,7 @@ impl<'a> Generator<'a> {
 
     /// Runs `ids` through the model from `state`; returns the last position's logits.
     fn step(&self, ids: &[u32], state: Option<LstmState<2>>) -> (Vec<f32>, LstmState<2>) {
-        let data = TensorData::new(ids.iter().map(|&i| i as i64).collect(), [1, ids.len()]);
-        let input = Tensor::<2, Int>::from_data(data, &self.device);
+        let input = ids_tensor(ids, [1, ids.len()], &self.device);
         let (logits, state) = self.model.forward(input, state);
         let last = logits.slice(s![.., -1.., ..]);
         let values = last
@@ -115,6 +114,7 @@ mod tests {
     use super::*;
     use crate::ModelConfig;
     use burn::module::Param;
+    use burn::tensor::{Tensor, TensorData};
 
     fn setup(favourite: usize) -> (LstmLm, Vocab, Device) {
         let device = Device::flex();

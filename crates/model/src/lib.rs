@@ -13,5 +13,5 @@ pub use burn;
 pub use checkpoint::{Checkpoint, CheckpointError, CheckpointMeta};
 pub use device::Backend;
 pub use generator::Generator;
-pub use lstm_lm::{LstmLm, ModelConfig};
+pub use lstm_lm::{LstmLm, ModelConfig, ids_tensor};
 pub use sampling::Sampling;

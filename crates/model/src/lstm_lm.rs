@@ -5,8 +5,18 @@ use burn::module::Module;
 use burn::nn::{
     Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig, Lstm, LstmConfig, LstmState,
 };
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
+
+/// Token ids as an integer tensor of `shape` (the model's input and target type).
+pub fn ids_tensor<const D: usize>(
+    ids: &[u32],
+    shape: [usize; D],
+    device: &Device,
+) -> Tensor<D, Int> {
+    let data = TensorData::new(ids.iter().map(|&i| i64::from(i)).collect(), shape);
+    Tensor::from_data(data, device)
+}
 
 /// Layer sizes (the vocabulary size comes from the data).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -100,13 +110,8 @@ mod tests {
             hidden_size: 16,
         }
         .init(30, &device);
-        let ids = Tensor::<2, Int>::from_data(
-            burn::tensor::TensorData::new(
-                (0..24i64).map(|i| (i * 7) % 30).collect::<Vec<_>>(),
-                [2, 12],
-            ),
-            &device,
-        );
+        let ids: Vec<u32> = (0..24u32).map(|i| (i * 7) % 30).collect();
+        let ids = ids_tensor(&ids, [2, 12], &device);
         let (whole, whole_state) = model.forward(ids.clone(), None);
         let mut state = None;
         let mut pieces = Vec::new();

@@ -3,10 +3,10 @@
 //! hidden state h.
 
 use burn::prelude::s;
+use burn::tensor::Tensor;
 use burn::tensor::activation::{sigmoid, tanh};
-use burn::tensor::{Int, Tensor, TensorData};
 
-use crate::LstmLm;
+use crate::{LstmLm, ids_tensor};
 
 /// The cell's vectors after one input token.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,10 +28,9 @@ pub struct CellStep {
 /// Runs `ids` through the LSTM one token at a time from a zero state, recording every gate.
 pub fn trace(model: &LstmLm, ids: &[u32]) -> Vec<CellStep> {
     let device = model.embedding.weight.device();
-    let data = TensorData::new(ids.iter().map(|&i| i as i64).collect(), [1, ids.len()]);
     let x = model
         .embedding
-        .forward(Tensor::<2, Int>::from_data(data, &device));
+        .forward(ids_tensor(ids, [1, ids.len()], &device));
     let lstm = &model.lstm;
     let hidden = lstm.d_hidden;
     let mut h = Tensor::<2>::zeros([1, hidden], &device);
@@ -84,13 +83,7 @@ mod tests {
         .init(20, &device);
         let ids = [3u32, 17, 5, 5, 9];
         let steps = trace(&model, &ids);
-        let input = Tensor::<2, Int>::from_data(
-            TensorData::new(
-                ids.iter().map(|&i| i as i64).collect::<Vec<_>>(),
-                [1, ids.len()],
-            ),
-            &device,
-        );
+        let input = ids_tensor(&ids, [1, ids.len()], &device);
         let (h_all, _) = model.lstm.forward(model.embedding.forward(input), None);
         let h_all = h_all
             .into_data()

@@ -12,10 +12,10 @@ use burn::grad_clipping::GradientClippingConfig;
 use burn::module::Module;
 use burn::nn::LstmState;
 use burn::optim::{AdaGradConfig, AdamConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use data::{Batch, Vocab};
 use model::loss::weighted_cross_entropy;
-use model::{Checkpoint, CheckpointMeta, LstmLm};
+use model::{Checkpoint, CheckpointMeta, LstmLm, ids_tensor};
 
 use crate::Args;
 use crate::batches::Batches;
@@ -115,7 +115,7 @@ pub fn train(config: &Config, run_dir: &Path, resume: bool) -> Result<RunSummary
                     config.model
                 );
             }
-            let (model, _) = ckpt.load(&device)?;
+            let model = ckpt.load_model(&device)?;
             optim = ckpt.load_optimizer(optim)?;
             println!(
                 "resuming from {} (epoch {}, step {})",
@@ -340,10 +340,8 @@ fn train_step(
     state: Option<LstmState<2>>,
 ) -> StepOutput {
     let [b, t] = [batch.batch_size, batch.seq_len];
-    let ids = |v: &[u32]| v.iter().map(|&i| i as i64).collect::<Vec<_>>();
-    let inputs = Tensor::<2, Int>::from_data(TensorData::new(ids(&batch.inputs), [b, t]), device);
-    let targets =
-        Tensor::<1, Int>::from_data(TensorData::new(ids(&batch.targets), [b * t]), device);
+    let inputs = ids_tensor(&batch.inputs, [b, t], device);
+    let targets = ids_tensor(&batch.targets, [b * t], device);
     let weight: f32 = batch.weights.iter().sum();
     let weights = Tensor::<1>::from_data(TensorData::new(batch.weights.clone(), [b * t]), device);
     let (logits, state) = model.forward(inputs, state);
