@@ -3,4 +3,5 @@
 mod char_stream;
 mod config_errors;
 mod golden;
+mod many_to_one;
 mod training;

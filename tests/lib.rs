@@ -53,3 +53,17 @@ max_tokens = 12
     std::fs::write(&path, text).expect("write config");
     path
 }
+
+/// Trains the small recipe config, changed by `edit`, into `<scratch name>/run`; returns the
+/// run directory and its summary.
+pub fn train_small(
+    name: &str,
+    edit: impl FnOnce(&mut train::Config),
+) -> (PathBuf, train::RunSummary) {
+    let dir = scratch(name);
+    let (mut config, _) = train::Config::load(&small_config(&dir, "")).expect("small config");
+    edit(&mut config);
+    let run = dir.join("run");
+    let summary = train::train(&config, &run, false).expect("training");
+    (run, summary)
+}

@@ -9,6 +9,10 @@
 //! target:  for toast | butter it . 0 0 0           (ids[1..seq_len+1])
 //! weight:  1   1     1 1      1  1 1 0 0           (real tokens + the first stop)
 //! ```
+//!
+//! Many-to-one examples (seeds 003 and 004) are rows of the same shape whose loss counts only
+//! the last position: every window of `seq_len` tokens followed by the next one
+//! (`a b c -> d`), or every prefix of a record, pre-padded with 0 (`0 0 recipe -> for`).
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -41,6 +45,43 @@ impl Sequences {
         Self { seq_len, ids }
     }
 
+    /// Every window of `seq_len` consecutive ids of each record, with the id after it
+    /// (`a b c d e` with `seq_len` 3 -> `a b c d`, `b c d e`); shorter records give none.
+    pub fn windows<'a, I, T>(records: I, vocab: &Vocab, seq_len: usize) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: IntoIterator<Item = &'a str>,
+    {
+        let mut ids = Vec::new();
+        for tokens in records {
+            let record: Vec<u32> = tokens.into_iter().map(|t| vocab.id(t)).collect();
+            for row in record.windows(seq_len + 1) {
+                ids.extend_from_slice(row);
+            }
+        }
+        Self { seq_len, ids }
+    }
+
+    /// Every prefix of each record (its last `seq_len` ids at most), pre-padded with 0 and
+    /// followed by the id after it, as seed 003's `pad_sequences(padding='pre')`.
+    pub fn prefixes<'a, I, T>(records: I, vocab: &Vocab, seq_len: usize) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: IntoIterator<Item = &'a str>,
+    {
+        let mut ids = Vec::new();
+        for tokens in records {
+            let record: Vec<u32> = tokens.into_iter().map(|t| vocab.id(t)).collect();
+            for end in 1..record.len() {
+                let context = &record[end.saturating_sub(seq_len)..end];
+                ids.resize(ids.len() + seq_len - context.len(), PAD_ID);
+                ids.extend_from_slice(context);
+                ids.push(record[end]);
+            }
+        }
+        Self { seq_len, ids }
+    }
+
     /// Number of sequences.
     pub fn len(&self) -> usize {
         self.ids.len() / (self.seq_len + 1)
@@ -61,6 +102,17 @@ impl Sequences {
     pub fn seq_len(&self) -> usize {
         self.seq_len
     }
+}
+
+/// Which target positions of a row count in the loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LossPositions {
+    /// Real tokens and the first stop token after them; the rest of the padding does not.
+    RealAndStop,
+    /// Every position, padding included (Keras's default).
+    All,
+    /// Only the last position (many-to-one examples).
+    Last,
 }
 
 /// Loss weight of each target position: 1 for real tokens and for the first stop token that
@@ -87,10 +139,13 @@ pub struct Batch {
     pub seq_len: usize,
     /// Input ids.
     pub inputs: Vec<u32>,
-    /// Target ids: the inputs shifted left by one.
+    /// Target ids: the inputs shifted left by one; with `last_only`, one per sequence.
     pub targets: Vec<u32>,
-    /// Per-position loss weights (see [`loss_weights`]).
+    /// Per-target loss weights (see [`loss_weights`]).
     pub weights: Vec<f32>,
+    /// Many-to-one: only the last position of each sequence has a target, so the model need
+    /// not compute the output layer anywhere else.
+    pub last_only: bool,
 }
 
 /// Cuts sequences into shuffled batches, reproducibly for a given seed and epoch.
@@ -98,8 +153,8 @@ pub struct Batch {
 pub struct Batcher {
     /// Sequences per batch.
     pub batch_size: usize,
-    /// Whether padding positions count in the loss (as in Keras) or only real tokens + stop.
-    pub loss_on_padding: bool,
+    /// Which positions count in the loss.
+    pub positions: LossPositions,
 }
 
 impl Batcher {
@@ -136,13 +191,19 @@ impl Batcher {
             inputs: Vec::with_capacity(rows.len() * t),
             targets: Vec::with_capacity(rows.len() * t),
             weights: Vec::with_capacity(rows.len() * t),
+            last_only: self.positions == LossPositions::Last,
         };
         for &r in rows {
             let row = data.row(r);
             b.inputs.extend_from_slice(&row[..t]);
-            b.targets.extend_from_slice(&row[1..]);
-            b.weights
-                .extend(loss_weights(&row[1..], self.loss_on_padding));
+            if b.last_only {
+                b.targets.push(row[t]);
+                b.weights.push(1.0);
+            } else {
+                b.targets.extend_from_slice(&row[1..]);
+                let on_padding = self.positions == LossPositions::All;
+                b.weights.extend(loss_weights(&row[1..], on_padding));
+            }
         }
         b
     }
@@ -173,7 +234,7 @@ mod tests {
         let (_, s) = setup();
         let b = Batcher {
             batch_size: 8,
-            loss_on_padding: false,
+            positions: LossPositions::RealAndStop,
         }
         .batch(&s, &[1]);
         assert_eq!(b.inputs, &s.row(1)[..3]);
@@ -181,7 +242,7 @@ mod tests {
         assert_eq!(b.weights, [1.0, 1.0, 0.0]);
         let keras = Batcher {
             batch_size: 8,
-            loss_on_padding: true,
+            positions: LossPositions::All,
         }
         .batch(&s, &[1]);
         assert_eq!(keras.weights, [1.0, 1.0, 1.0]);
@@ -189,11 +250,52 @@ mod tests {
     }
 
     #[test]
+    fn many_to_one_rows_are_windows_or_pre_padded_prefixes() {
+        let texts = ["a b c d e", "b c"];
+        let vocab = Vocab::build(texts.iter().flat_map(|t| t.split(' ')), 100);
+        let id = |w: &str| vocab.id(w);
+        let rows = |s: &Sequences| (0..s.len()).map(|i| s.row(i).to_vec()).collect::<Vec<_>>();
+        let w = Sequences::windows(texts.iter().map(|t| t.split(' ')), &vocab, 3);
+        assert_eq!(
+            rows(&w),
+            [
+                [id("a"), id("b"), id("c"), id("d")],
+                [id("b"), id("c"), id("d"), id("e")]
+            ]
+        );
+        let p = Sequences::prefixes(texts.iter().map(|t| t.split(' ')), &vocab, 2);
+        assert_eq!(
+            rows(&p),
+            [
+                [0, id("a"), id("b")],
+                [id("a"), id("b"), id("c")],
+                [id("b"), id("c"), id("d")],
+                [id("c"), id("d"), id("e")],
+                [0, id("b"), id("c")]
+            ]
+        );
+    }
+
+    #[test]
+    fn a_many_to_one_batch_has_one_target_per_sequence() {
+        let (_, s) = setup();
+        let b = Batcher {
+            batch_size: 8,
+            positions: LossPositions::Last,
+        }
+        .batch(&s, &[0, 1]);
+        assert!(b.last_only);
+        assert_eq!(b.inputs.len(), 6);
+        assert_eq!(b.targets, [s.row(0)[3], s.row(1)[3]]);
+        assert_eq!(b.weights, [1.0, 1.0]);
+    }
+
+    #[test]
     fn shuffling_is_reproducible_and_covers_every_row() {
         let (_, s) = setup();
         let batcher = Batcher {
             batch_size: 2,
-            loss_on_padding: false,
+            positions: LossPositions::RealAndStop,
         };
         let a: Vec<Batch> = batcher.epoch(&s, 7, 0).collect();
         let b: Vec<Batch> = batcher.epoch(&s, 7, 0).collect();

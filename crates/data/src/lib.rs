@@ -9,7 +9,7 @@ pub mod stream;
 pub mod tokenizer;
 pub mod vocab;
 
-pub use batcher::{Batch, Batcher, Sequences};
+pub use batcher::{Batch, Batcher, LossPositions, Sequences};
 pub use corpus::{CorpusFormat, CorpusSpec, LoadedCorpus, RECIPE_TEMPLATE};
 pub use error::DataError;
 pub use stream::StreamWindows;

@@ -46,6 +46,11 @@ impl StreamWindows {
         (self.row_len - 1).div_ceil(self.seq_len)
     }
 
+    /// Input positions per pass, over all rows.
+    pub fn positions(&self) -> usize {
+        self.rows * (self.row_len - 1)
+    }
+
     /// True when there is no window (never, for a stream built by [`StreamWindows::new`]).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -61,6 +66,7 @@ impl StreamWindows {
             inputs: Vec::with_capacity(self.rows * len),
             targets: Vec::with_capacity(self.rows * len),
             weights: vec![1.0; self.rows * len],
+            last_only: false,
         };
         for r in 0..self.rows {
             let row = &self.ids[r * self.row_len..(r + 1) * self.row_len];

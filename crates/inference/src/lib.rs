@@ -99,7 +99,7 @@ pub fn run(cli: &Cli) -> Result<String> {
 
 /// A checkpoint loaded for one subcommand.
 struct Loaded {
-    model: model::LstmLm,
+    model: model::LanguageModel,
     vocab: data::Vocab,
     ckpt: Checkpoint,
     source: Source,
@@ -127,7 +127,8 @@ impl Loaded {
             tokenizer,
             self.source.backend.device(),
             seed,
-        );
+        )
+        .with_context(self.ckpt.meta.context);
         let prompt = generator
             .prompt(&self.source.prompt)
             .map_err(anyhow::Error::msg)?;
@@ -199,12 +200,10 @@ fn probs(args: &ProbsArgs) -> Result<String> {
 fn trace(args: &TraceArgs) -> Result<String> {
     let loaded = Loaded::open(&args.source)?;
     let (_, ids) = loaded.generator(0)?;
+    let steps = model::trace::trace(&loaded.model, &ids)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", loaded.ckpt.dir.display()))?;
     let mut out = String::new();
-    for (t, (id, step)) in ids
-        .iter()
-        .zip(model::trace::trace(&loaded.model, &ids))
-        .enumerate()
-    {
+    for (t, (id, step)) in ids.iter().zip(steps).enumerate() {
         writeln!(out, "step {} token {:?}", t + 1, loaded.vocab.token(*id))?;
         for (name, v) in [
             ("f", &step.f),

@@ -20,7 +20,7 @@ use burn::tensor::Device;
 use data::{Tokenizer, Vocab};
 use serde::{Deserialize, Serialize};
 
-use crate::{LstmLm, ModelConfig};
+use crate::{LanguageModel, ModelConfig};
 
 const META: &str = "meta.json";
 const MODEL: &str = "model.bpk";
@@ -38,6 +38,10 @@ pub struct CheckpointMeta {
     /// How prompts are split into tokens and tokens joined back into text.
     #[serde(default)]
     pub tokenizer: Tokenizer,
+    /// For a many-to-one model, the number of last tokens it predicts from (pre-padded with 0);
+    /// `None` for a language model that reads the whole prompt with its state carried.
+    #[serde(default)]
+    pub context: Option<usize>,
     /// Epochs completed when this was saved.
     pub epoch: usize,
     /// Optimizer steps taken when this was saved.
@@ -100,7 +104,7 @@ impl Checkpoint {
     /// Writes a checkpoint into `checkpoints_dir/epoch-NNN`, replacing one of the same epoch.
     pub fn save(
         checkpoints_dir: &Path,
-        model: &LstmLm,
+        model: &LanguageModel,
         optimizer: Option<&ModuleOptimizer>,
         vocab: &Vocab,
         meta: CheckpointMeta,
@@ -186,14 +190,14 @@ impl Checkpoint {
     }
 
     /// Rebuilds the model on `device` and loads its weights and vocabulary.
-    pub fn load(&self, device: &Device) -> Result<(LstmLm, Vocab), CheckpointError> {
+    pub fn load(&self, device: &Device) -> Result<(LanguageModel, Vocab), CheckpointError> {
         let vocab = self.vocab()?;
         Ok((self.load_model(device)?, vocab))
     }
 
     /// Rebuilds the model on `device` and loads its weights, checked against `meta.json`
     /// (for a caller that has read the vocabulary already).
-    pub fn load_model(&self, device: &Device) -> Result<LstmLm, CheckpointError> {
+    pub fn load_model(&self, device: &Device) -> Result<LanguageModel, CheckpointError> {
         let path = self.dir.join(MODEL);
         let model = self
             .meta

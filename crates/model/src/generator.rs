@@ -1,8 +1,9 @@
 //! Text generation: the prompt is run through the model once, then one token at a time is
 //! fed back with the LSTM state carried forward, until the stop id (0) or the token limit.
-//! The training callback and `inference generate` both use this.
+//! The training callback and `inference generate` both use this. A many-to-one model (trained
+//! on windows or prefixes) instead predicts each token from the last `context` ids,
+//! pre-padded with 0, from a zero state, as seed 003's `generate_text` does.
 
-use burn::nn::LstmState;
 use burn::prelude::s;
 use burn::tensor::Device;
 use data::vocab::PAD_ID;
@@ -10,8 +11,9 @@ use data::{Tokenizer, Vocab};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+use crate::recurrent::State;
 use crate::sampling::Sampling;
-use crate::{LstmLm, ids_tensor};
+use crate::{LanguageModel, ids_tensor};
 
 /// A prompt converted to ids, with the words the vocabulary lacked.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,17 +26,18 @@ pub struct Prompt {
 
 /// A trained model with its vocabulary and a seeded random generator.
 pub struct Generator<'a> {
-    model: &'a LstmLm,
+    model: &'a LanguageModel,
     vocab: &'a Vocab,
     tokenizer: Tokenizer,
     device: Device,
     rng: StdRng,
+    context: Option<usize>,
 }
 
 impl<'a> Generator<'a> {
     /// A generator whose sampling is reproducible for a given `seed`.
     pub fn new(
-        model: &'a LstmLm,
+        model: &'a LanguageModel,
         vocab: &'a Vocab,
         tokenizer: Tokenizer,
         device: Device,
@@ -46,7 +49,15 @@ impl<'a> Generator<'a> {
             tokenizer,
             device,
             rng: StdRng::seed_from_u64(seed),
+            context: None,
         }
+    }
+
+    /// Predicts every token from the last `context` ids alone (a many-to-one model), or from
+    /// the whole text with the state carried (`None`, the default).
+    pub fn with_context(mut self, context: Option<usize>) -> Self {
+        self.context = context;
+        self
     }
 
     /// Tokenizes `text` as the training data was and maps it to ids; an error if empty.
@@ -65,7 +76,7 @@ impl<'a> Generator<'a> {
     }
 
     /// Runs `ids` through the model from `state`; returns the last position's logits.
-    fn step(&self, ids: &[u32], state: Option<LstmState<2>>) -> (Vec<f32>, LstmState<2>) {
+    fn step(&self, ids: &[u32], state: Option<State>) -> (Vec<f32>, State) {
         let input = ids_tensor(ids, [1, ids.len()], &self.device);
         let (logits, state) = self.model.forward(input, state);
         let last = logits.slice(s![.., -1.., ..]);
@@ -79,12 +90,23 @@ impl<'a> Generator<'a> {
 
     /// Logits of every next token after `prompt` (see [`crate::sampling::probabilities`]).
     pub fn next_token_logits(&self, prompt: &[u32]) -> Vec<f32> {
-        self.step(prompt, None).0
+        match self.context {
+            Some(n) => {
+                let start = prompt.len().saturating_sub(n);
+                let mut window = vec![PAD_ID; n - (prompt.len() - start)];
+                window.extend_from_slice(&prompt[start..]);
+                self.step(&window, None).0
+            }
+            None => self.step(prompt, None).0,
+        }
     }
 
     /// Generates up to `max_tokens` new ids after `prompt`, stopping early at the stop id.
     /// The stop id itself is not returned.
     pub fn generate(&mut self, prompt: &[u32], max_tokens: usize, sampling: &Sampling) -> Vec<u32> {
+        if self.context.is_some() {
+            return self.generate_from_windows(prompt, max_tokens, sampling);
+        }
         let mut out = Vec::new();
         let (mut logits, mut state) = self.step(prompt, None);
         while out.len() < max_tokens {
@@ -98,6 +120,24 @@ impl<'a> Generator<'a> {
             }
         }
         out
+    }
+
+    /// [`Generator::generate`] for a many-to-one model: each token from the last window alone.
+    fn generate_from_windows(
+        &mut self,
+        prompt: &[u32],
+        max_tokens: usize,
+        sampling: &Sampling,
+    ) -> Vec<u32> {
+        let mut text = prompt.to_vec();
+        while text.len() - prompt.len() < max_tokens {
+            let next = sampling.pick(&self.next_token_logits(&text), &mut self.rng);
+            if next == PAD_ID {
+                break;
+            }
+            text.push(next);
+        }
+        text.split_off(prompt.len())
     }
 
     /// The text of `ids`: words joined by spaces, as the chapter prints them, or characters.
@@ -116,15 +156,11 @@ mod tests {
     use burn::module::Param;
     use burn::tensor::{Tensor, TensorData};
 
-    fn setup(favourite: usize) -> (LstmLm, Vocab, Device) {
+    fn setup(favourite: usize) -> (LanguageModel, Vocab, Device) {
         let device = Device::flex();
         device.seed(5);
         let vocab = Vocab::build("recipe for roast chicken with salt".split(' '), 20);
-        let mut model = ModelConfig {
-            embedding_dim: 8,
-            hidden_size: 16,
-        }
-        .init(vocab.len(), &device);
+        let mut model = ModelConfig::sized(8, 16).init(vocab.len(), &device);
         let mut bias = vec![0.0f32; vocab.len()];
         bias[favourite] = 50.0;
         model.output.bias = Some(Param::from_tensor(Tensor::from_data(
@@ -159,11 +195,7 @@ mod tests {
         let device = Device::flex();
         device.seed(9);
         let vocab = Vocab::build("a b c d e f g".split(' '), 20);
-        let model = ModelConfig {
-            embedding_dim: 8,
-            hidden_size: 16,
-        }
-        .init(vocab.len(), &device);
+        let model = ModelConfig::sized(8, 16).init(vocab.len(), &device);
         let g = Generator::new(&model, &vocab, Tokenizer::Word, device, 0);
         let ids = [2u32, 5, 3, 7, 4];
         let (_, mut state) = g.step(&ids[..1], None);

@@ -4,8 +4,9 @@
 pub mod checkpoint;
 pub mod device;
 pub mod generator;
+pub mod language_model;
 pub mod loss;
-pub mod lstm_lm;
+pub mod recurrent;
 pub mod sampling;
 pub mod trace;
 
@@ -13,5 +14,5 @@ pub use burn;
 pub use checkpoint::{Checkpoint, CheckpointError, CheckpointMeta};
 pub use device::Backend;
 pub use generator::Generator;
-pub use lstm_lm::{LstmLm, ModelConfig, ids_tensor};
+pub use language_model::{LanguageModel, ModelConfig, ids_tensor};
 pub use sampling::Sampling;

@@ -6,7 +6,7 @@ use burn::prelude::s;
 use burn::tensor::Tensor;
 use burn::tensor::activation::{sigmoid, tanh};
 
-use crate::{LstmLm, ids_tensor};
+use crate::{LanguageModel, ids_tensor};
 
 /// The cell's vectors after one input token.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,13 +25,19 @@ pub struct CellStep {
     pub h: Vec<f32>,
 }
 
-/// Runs `ids` through the LSTM one token at a time from a zero state, recording every gate.
-pub fn trace(model: &LstmLm, ids: &[u32]) -> Vec<CellStep> {
+/// Runs `ids` through the LSTM one token at a time from a zero state, recording every gate;
+/// an error unless the model is a one-layer LSTM.
+pub fn trace(model: &LanguageModel, ids: &[u32]) -> Result<Vec<CellStep>, String> {
+    let Some(lstm) = model.single_lstm() else {
+        return Err(
+            "the gate trace needs a one-layer LSTM model (model.cell = \"lstm\", num_layers = 1)"
+                .into(),
+        );
+    };
     let device = model.embedding.weight.device();
     let x = model
         .embedding
         .forward(ids_tensor(ids, [1, ids.len()], &device));
-    let lstm = &model.lstm;
     let hidden = lstm.d_hidden;
     let mut h = Tensor::<2>::zeros([1, hidden], &device);
     let mut c = Tensor::<2>::zeros([1, hidden], &device);
@@ -63,7 +69,7 @@ pub fn trace(model: &LstmLm, ids: &[u32]) -> Vec<CellStep> {
             h: values(&h),
         });
     }
-    steps
+    Ok(steps)
 }
 
 #[cfg(test)]
@@ -76,15 +82,14 @@ mod tests {
     fn traced_h_equals_the_models_own_forward_pass() {
         let device = Device::flex();
         device.seed(11);
-        let model = ModelConfig {
-            embedding_dim: 6,
-            hidden_size: 10,
-        }
-        .init(20, &device);
+        let model = ModelConfig::sized(6, 10).init(20, &device);
         let ids = [3u32, 17, 5, 5, 9];
-        let steps = trace(&model, &ids);
+        let steps = trace(&model, &ids).unwrap();
         let input = ids_tensor(&ids, [1, ids.len()], &device);
-        let (h_all, _) = model.lstm.forward(model.embedding.forward(input), None);
+        let (h_all, _) = model
+            .single_lstm()
+            .unwrap()
+            .forward(model.embedding.forward(input), None);
         let h_all = h_all
             .into_data()
             .convert::<f32>()

@@ -1,10 +1,11 @@
 //! Where an epoch's batches come from: one padded sequence per record (the recipe chapter),
-//! or consecutive windows of one continuous stream whose LSTM state carries over.
+//! many-to-one windows or prefixes, or consecutive windows of one continuous stream whose
+//! LSTM state carries over.
 
 use anyhow::{Result, anyhow};
-use data::{Batch, Batcher, Sequences, StreamWindows, Vocab};
+use data::{Batch, Batcher, LossPositions, Sequences, StreamWindows, Vocab};
 
-use crate::config::DataConfig;
+use crate::config::{DataConfig, Examples};
 
 /// The training data of a run, encoded.
 pub enum Batches {
@@ -18,22 +19,63 @@ pub enum Batches {
 }
 
 impl Batches {
-    /// Encodes tokenized records (or, for a stream, one tokenized text) with `vocab`.
-    pub fn new(tokenized: &[Vec<String>], vocab: &Vocab, config: &DataConfig) -> Result<Self> {
-        if config.stream {
+    /// Encodes tokenized records (or, for a stream, one tokenized text) with `vocab`, in
+    /// batches of at most `batch_size`; an error when they yield no example.
+    pub fn new(
+        tokenized: &[Vec<String>],
+        vocab: &Vocab,
+        config: &DataConfig,
+        batch_size: usize,
+    ) -> Result<Self> {
+        let seq_len = config.seq_len;
+        if config.examples == Examples::Stream {
             let ids: Vec<u32> = tokenized.iter().flatten().map(|t| vocab.id(t)).collect();
-            let windows = StreamWindows::new(&ids, config.batch_size, config.seq_len)
-                .map_err(|e| anyhow!("data: {e}"))?;
+            // A small held-out stream gets fewer parallel rows rather than none.
+            let rows = batch_size.min(ids.len() / (seq_len + 1)).max(1);
+            let windows =
+                StreamWindows::new(&ids, rows, seq_len).map_err(|e| anyhow!("data: {e}"))?;
             return Ok(Batches::Stream(windows));
         }
         let rows = tokenized.iter().map(|t| t.iter().map(String::as_str));
+        let (sequences, positions) = match config.examples {
+            Examples::Windows => (
+                Sequences::windows(rows, vocab, seq_len),
+                LossPositions::Last,
+            ),
+            Examples::Prefixes => (
+                Sequences::prefixes(rows, vocab, seq_len),
+                LossPositions::Last,
+            ),
+            _ if config.loss_on_padding => {
+                (Sequences::encode(rows, vocab, seq_len), LossPositions::All)
+            }
+            _ => (
+                Sequences::encode(rows, vocab, seq_len),
+                LossPositions::RealAndStop,
+            ),
+        };
+        if sequences.is_empty() {
+            return Err(anyhow!(
+                "data: no {:?} examples: windows need records of at least data.seq_len + 1 = {} tokens, prefixes records of at least 2",
+                config.examples,
+                seq_len + 1
+            ));
+        }
         Ok(Batches::Records {
-            sequences: Sequences::encode(rows, vocab, config.seq_len),
+            sequences,
             batcher: Batcher {
-                batch_size: config.batch_size,
-                loss_on_padding: config.loss_on_padding,
+                batch_size,
+                positions,
             },
         })
+    }
+
+    /// Training examples (sequences or stream positions) in one epoch.
+    pub fn examples(&self) -> usize {
+        match self {
+            Batches::Records { sequences, .. } => sequences.len(),
+            Batches::Stream(windows) => windows.positions(),
+        }
     }
 
     /// Batches in one epoch.

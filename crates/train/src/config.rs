@@ -46,10 +46,37 @@ pub struct DataConfig {
     pub loss_on_padding: bool,
     /// `word` (standardised words, the default) or `char` (every character).
     pub tokenizer: Tokenizer,
-    /// Read the corpus as one continuous stream in consecutive windows of `seq_len`, carrying
-    /// the LSTM state from each window to the next (truncated BPTT), instead of one padded
-    /// sequence per record.
-    pub stream: bool,
+    /// How the corpus becomes training examples.
+    pub examples: Examples,
+    /// Fraction of the corpus held out for validation: the last records, or the end of the
+    /// stream. Its loss is reported per epoch next to the training loss.
+    pub validation: f64,
+}
+
+/// How the corpus becomes training examples.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Examples {
+    /// One sequence per record, cut or padded to `seq_len + 1`; every position predicts the
+    /// next token (the chapter).
+    #[default]
+    Records,
+    /// The corpus as one continuous stream read in consecutive windows of `seq_len`, the state
+    /// carried from each window to the next (truncated BPTT: seed 000, char-rnn).
+    Stream,
+    /// Many-to-one: every window of `seq_len` tokens of a record predicts the token after it
+    /// (seed 004's `abc -> d`).
+    Windows,
+    /// Many-to-one: every prefix of a record, pre-padded to `seq_len`, predicts the token after
+    /// it (seed 003's n-gram sequences).
+    Prefixes,
+}
+
+impl Examples {
+    /// For many-to-one examples, the context length a model trained on them predicts from.
+    pub fn context(self, seq_len: usize) -> Option<usize> {
+        matches!(self, Examples::Windows | Examples::Prefixes).then_some(seq_len)
+    }
 }
 
 impl Default for DataConfig {
@@ -60,7 +87,8 @@ impl Default for DataConfig {
             batch_size: 32,
             loss_on_padding: false,
             tokenizer: Tokenizer::Word,
-            stream: false,
+            examples: Examples::Records,
+            validation: 0.0,
         }
     }
 }
@@ -186,8 +214,6 @@ impl Config {
             ("data.vocab_size", d.vocab_size),
             ("data.seq_len", d.seq_len),
             ("data.batch_size", d.batch_size),
-            ("model.embedding_dim", self.model.embedding_dim),
-            ("model.hidden_size", self.model.hidden_size),
             ("train.eval_every", self.train.eval_every),
         ] {
             if v == 0 {
@@ -200,6 +226,10 @@ impl Config {
         if !(self.train.learning_rate.is_finite() && self.train.learning_rate > 0.0) {
             bail!("`train.learning_rate` must be greater than 0");
         }
+        if !(0.0..1.0).contains(&d.validation) {
+            bail!("`data.validation` must be a fraction in [0, 1)");
+        }
+        self.model.check().map_err(anyhow::Error::msg)?;
         if self.train.clip_value.is_some() && self.train.clip_norm.is_some() {
             bail!("set `train.clip_value` or `train.clip_norm`, not both");
         }

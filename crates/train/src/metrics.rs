@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-const HEADER: &str = "epoch,step,loss,perplexity,tokens_per_s,seconds";
+const HEADER: &str = "epoch,step,loss,perplexity,val_loss,val_perplexity,tokens_per_s,seconds";
 
 /// One epoch's figures.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -15,6 +15,8 @@ pub struct EpochMetrics {
     pub step: u64,
     /// Mean training loss over the epoch (nats per counted token).
     pub loss: f64,
+    /// Mean loss on the held-out data, when the config holds some out.
+    pub val_loss: Option<f64>,
     /// Positions processed per second (batch x sequence length per step).
     pub tokens_per_s: f64,
     /// Wall time of the epoch's training steps.
@@ -51,8 +53,11 @@ impl MetricsLog {
 
     /// Appends a row and rewrites the file.
     pub fn push(&mut self, m: EpochMetrics) -> Result<()> {
+        let (val_loss, val_perplexity) = m.val_loss.map_or((String::new(), String::new()), |v| {
+            (format!("{v:.6}"), format!("{:.4}", v.exp()))
+        });
         self.rows.push(format!(
-            "{},{},{:.6},{:.4},{:.1},{:.2}",
+            "{},{},{:.6},{:.4},{val_loss},{val_perplexity},{:.1},{:.2}",
             m.epoch,
             m.step,
             m.loss,

@@ -10,17 +10,18 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::Module;
-use burn::nn::LstmState;
 use burn::optim::{AdaGradConfig, AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::prelude::s;
 use burn::tensor::{Device, Tensor, TensorData};
 use data::{Batch, Vocab};
 use model::loss::weighted_cross_entropy;
-use model::{Checkpoint, CheckpointMeta, LstmLm, ids_tensor};
+use model::recurrent::State;
+use model::{Checkpoint, CheckpointMeta, LanguageModel, ids_tensor};
 
 use crate::Args;
 use crate::batches::Batches;
 use crate::callback::generate_samples;
-use crate::config::{Config, OptimizerKind, StopLoss, TrainConfig};
+use crate::config::{Config, Examples, OptimizerKind, StopLoss, TrainConfig};
 use crate::metrics::{EpochMetrics, MetricsLog};
 use crate::progress::Progress;
 
@@ -66,7 +67,7 @@ pub fn train(config: &Config, run_dir: &Path, resume: bool) -> Result<RunSummary
     std::fs::create_dir_all(run_dir)
         .with_context(|| format!("{}: cannot create the run directory", run_dir.display()))?;
 
-    // Data: text -> tokens -> vocabulary -> ids in batches.
+    // Data: text -> tokens -> vocabulary -> ids in batches, the held-out part aside.
     let tokenized = tokenize(config)?;
     let built = Vocab::build(tokenized.iter().flatten(), config.data.vocab_size);
     let vocab = match &previous {
@@ -76,29 +77,36 @@ pub fn train(config: &Config, run_dir: &Path, resume: bool) -> Result<RunSummary
     vocab.save(&run_dir.join("vocab.txt"))?;
     let config_text = toml::to_string_pretty(config).context("serialising the resolved config")?;
     data::files::write_atomic(&run_dir.join("config.toml"), config_text.as_bytes())?;
-    let batches = Batches::new(&tokenized, &vocab, &config.data)?;
-    let tokens: usize = tokenized.iter().map(Vec::len).sum();
+    let d = &config.data;
+    let (training, held_out) = split_validation(tokenized, d.validation, d.examples);
+    let batches = Batches::new(&training, &vocab, d, d.batch_size)?;
+    let validation = match held_out.iter().map(Vec::len).sum::<usize>() {
+        0 => None,
+        _ => Some(Batches::new(&held_out, &vocab, d, d.batch_size)?),
+    };
     println!(
-        "{tokens} tokens, vocabulary {} entries, {} batches of {} x {} per epoch{}",
+        "vocabulary {} entries; {:?}: {} training examples in {} batches of {} x {} per epoch{}",
         vocab.len(),
+        d.examples,
+        batches.examples(),
         batches.per_epoch(),
-        config.data.batch_size,
-        config.data.seq_len,
-        if batches.carries_state() {
-            " (one stream, state carried between windows)"
-        } else {
-            ""
-        }
+        d.batch_size,
+        d.seq_len,
+        validation.as_ref().map_or(String::new(), |v| format!(
+            ", {} held out for validation",
+            v.examples()
+        ))
     );
     println!(
         "loss: {}",
-        if batches.carries_state() || config.data.loss_on_padding {
-            "every position"
-        } else {
-            "real tokens + the first stop token (loss_on_padding = false)"
+        match d.examples {
+            Examples::Stream => "every position, state carried between windows",
+            Examples::Windows | Examples::Prefixes => "the last position of each example",
+            Examples::Records if d.loss_on_padding => "every position",
+            Examples::Records => "real tokens + the first stop token (loss_on_padding = false)",
         }
     );
-    drop(tokenized);
+    drop((training, held_out));
 
     // Model and optimizer, fresh or from the checkpoint.
     let t = &config.train;
@@ -128,9 +136,11 @@ pub fn train(config: &Config, run_dir: &Path, resume: bool) -> Result<RunSummary
         None => (config.model.init(vocab.len(), &device), 1, 0),
     };
     println!(
-        "model: embedding {} -> LSTM {} -> linear {} ({} parameters), backend {}",
+        "model: embedding {} -> {:?} {} x {} layers -> linear {} ({} parameters), backend {}",
         config.model.embedding_dim,
+        config.model.cell,
         config.model.hidden_size,
+        config.model.num_layers,
         vocab.len(),
         model.num_params(),
         t.backend
@@ -196,10 +206,11 @@ pub fn train(config: &Config, run_dir: &Path, resume: bool) -> Result<RunSummary
         }
         progress.end_epoch();
         let seconds = epoch_start.elapsed().as_secs_f64();
-        let m = EpochMetrics {
+        let mut m = EpochMetrics {
             epoch,
             step,
             loss: loss_sum / weight_sum.max(1.0),
+            val_loss: None,
             tokens_per_s: positions as f64 / seconds,
             seconds,
         };
@@ -207,15 +218,23 @@ pub fn train(config: &Config, run_dir: &Path, resume: bool) -> Result<RunSummary
         if epoch % t.eval_every != 0 && !finished {
             continue;
         }
+        m.val_loss = validation
+            .as_ref()
+            .map(|v| evaluate(&model.valid(), v, &t.backend.device()));
         println!(
-            "epoch {epoch}/{}: loss {:.4}, {:.0} tokens/s, {seconds:.1}s, step {step}",
-            t.epochs, m.loss, m.tokens_per_s
+            "epoch {epoch}/{}: loss {:.4}{}, {:.0} tokens/s, {seconds:.1}s, step {step}",
+            t.epochs,
+            m.loss,
+            m.val_loss
+                .map_or(String::new(), |v| format!(", validation loss {v:.4}")),
+            m.tokens_per_s
         );
         metrics.push(m)?;
         let meta = CheckpointMeta {
             model: config.model,
             vocab_size: vocab.len(),
             tokenizer: config.data.tokenizer,
+            context: config.data.examples.context(config.data.seq_len),
             epoch,
             step,
             loss: m.loss,
@@ -258,7 +277,7 @@ fn optimizer(t: &TrainConfig) -> ModuleOptimizer {
 fn tokenize(config: &Config) -> Result<Vec<Vec<String>>> {
     let tokenizer = config.data.tokenizer;
     let path = config.corpus.path.display();
-    if config.data.stream {
+    if config.data.examples == Examples::Stream {
         let text = config.corpus.load_stream()?;
         println!(
             "corpus {path}: {} characters, read as one stream",
@@ -274,6 +293,37 @@ fn tokenize(config: &Config) -> Result<Vec<Vec<String>>> {
         corpus.fields.join(" or ")
     );
     Ok(corpus.texts.iter().map(|t| tokenizer.tokens(t)).collect())
+}
+
+/// Splits off the last `fraction` of the records, or of the one stream's tokens, for
+/// validation (nanoGPT's and Keras's `validation_split` take the end, too).
+fn split_validation(
+    mut tokenized: Vec<Vec<String>>,
+    fraction: f64,
+    examples: Examples,
+) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
+    let keep = |n: usize| n - (n as f64 * fraction).round() as usize;
+    if examples == Examples::Stream {
+        let stream = tokenized.pop().unwrap_or_default();
+        let (train, held_out) = stream.split_at(keep(stream.len()));
+        return (vec![train.to_vec()], vec![held_out.to_vec()]);
+    }
+    let held_out = tokenized.split_off(keep(tokenized.len()));
+    (tokenized, held_out)
+}
+
+/// Mean loss of `model` (without autodiff) over every batch of `batches`, the state carried
+/// between windows of a stream.
+fn evaluate(model: &LanguageModel, batches: &Batches, device: &Device) -> f64 {
+    let (mut loss_sum, mut weight_sum) = (0.0f64, 0.0f64);
+    let mut state = None;
+    for batch in batches.epoch(0, 0) {
+        let (loss, weight, next) = batch_loss(model, &batch, device, state.take());
+        loss_sum += f64::from(loss.into_scalar::<f32>()) * weight;
+        weight_sum += weight;
+        state = batches.carries_state().then_some(next);
+    }
+    loss_sum / weight_sum.max(1.0)
 }
 
 /// Watches the loss for `train.stop_at_loss`.
@@ -321,41 +371,57 @@ impl StopRule {
 
 /// What one optimizer step returns.
 struct StepOutput {
-    model: LstmLm,
+    model: LanguageModel,
     /// Mean loss over the counted positions.
     loss: f64,
     /// Number of counted positions.
     weight: f64,
     /// The LSTM state after the batch, detached from the graph.
-    state: LstmState<2>,
+    state: State,
 }
 
 /// One Adam step on one batch, starting from `state` (zero when `None`).
 fn train_step(
-    model: LstmLm,
+    model: LanguageModel,
     optim: &mut ModuleOptimizer,
     batch: &Batch,
     learning_rate: f64,
     device: &Device,
-    state: Option<LstmState<2>>,
+    state: Option<State>,
 ) -> StepOutput {
-    let [b, t] = [batch.batch_size, batch.seq_len];
-    let inputs = ids_tensor(&batch.inputs, [b, t], device);
-    let targets = ids_tensor(&batch.targets, [b * t], device);
-    let weight: f32 = batch.weights.iter().sum();
-    let weights = Tensor::<1>::from_data(TensorData::new(batch.weights.clone(), [b * t]), device);
-    let (logits, state) = model.forward(inputs, state);
-    let vocab = model.vocab_size();
-    let loss = weighted_cross_entropy(logits.reshape([b * t, vocab]), targets, weights, weight);
+    let (loss, weight, state) = batch_loss(&model, batch, device, state);
     let value: f32 = loss.clone().into_scalar();
     let grads = GradientsParams::from_grads(loss.backward(), &model);
-    let state = LstmState::new(state.cell.detach(), state.hidden.detach());
     StepOutput {
         model: optim.step(learning_rate, model, grads),
         loss: f64::from(value),
-        weight: f64::from(weight),
-        state,
+        weight,
+        state: state.detach(),
     }
+}
+
+/// The batch's mean loss over its counted positions, their number and the state after it.
+fn batch_loss(
+    model: &LanguageModel,
+    batch: &Batch,
+    device: &Device,
+    state: Option<State>,
+) -> (Tensor<1>, f64, State) {
+    let [b, t, n] = [batch.batch_size, batch.seq_len, batch.targets.len()];
+    let inputs = ids_tensor(&batch.inputs, [b, t], device);
+    let targets = ids_tensor(&batch.targets, [n], device);
+    let weight: f32 = batch.weights.iter().sum();
+    let weights = Tensor::<1>::from_data(TensorData::new(batch.weights.clone(), [n]), device);
+    let (hidden, state) = model.hidden(inputs, state);
+    // Many-to-one: the output layer only where there is a target.
+    let hidden = if batch.last_only {
+        hidden.slice(s![.., -1.., ..])
+    } else {
+        hidden
+    };
+    let logits = model.logits(hidden).reshape([n, model.vocab_size()]);
+    let loss = weighted_cross_entropy(logits, targets, weights, weight);
+    (loss, f64::from(weight), state)
 }
 
 /// The checkpoint's vocabulary, unless the corpus now builds a different one.
