@@ -97,10 +97,16 @@ impl Vocab {
     }
 
     /// Writes one token a line in id order (Keras's `get_vocabulary()` order), atomically.
+    /// The character tokens newline and carriage return are written as `\n` and `\r` (no word
+    /// or character token is ever those two characters).
     pub fn save(&self, path: &Path) -> Result<(), DataError> {
         let mut text = String::new();
         for t in &self.tokens {
-            text.push_str(t);
+            text.push_str(match t.as_str() {
+                "\n" => "\\n",
+                "\r" => "\\r",
+                _ => t,
+            });
             text.push('\n');
         }
         crate::files::write_atomic(path, text.as_bytes())
@@ -109,7 +115,14 @@ impl Vocab {
     /// Reads a vocabulary written by [`Vocab::save`], checking the reserved entries.
     pub fn load(path: &Path) -> Result<Self, DataError> {
         let text = crate::files::read_text(path)?;
-        let tokens: Vec<String> = text.lines().map(str::to_owned).collect();
+        let tokens: Vec<String> = text
+            .lines()
+            .map(|line| match line {
+                "\\n" => "\n".to_owned(),
+                "\\r" => "\r".to_owned(),
+                _ => line.to_owned(),
+            })
+            .collect();
         let format = |detail: String| DataError::Format {
             path: path.to_owned(),
             detail,
@@ -130,6 +143,18 @@ impl Vocab {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn character_vocabularies_with_line_breaks_round_trip() {
+        let text = "Zażółć\r\ngęślą jaźń\n\\ café";
+        let vocab = Vocab::build(text.chars().map(String::from), 100);
+        let path = std::env::temp_dir().join(format!("vocab-chars-{}.txt", std::process::id()));
+        vocab.save(&path).unwrap();
+        let loaded = Vocab::load(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(loaded, vocab);
+        assert!(loaded.contains("\n") && loaded.contains("\r") && loaded.contains("\\"));
+    }
 
     #[test]
     fn frequency_order_with_keras_tie_break() {
