@@ -1,12 +1,14 @@
 //! The `train` binary's library: config, the training loop and its outputs. `main.rs` only
 //! parses the command line and calls [`run`].
 
+pub mod allocator;
 pub mod batches;
 pub mod callback;
 pub mod cli;
 pub mod config;
 pub mod metrics;
 pub mod progress;
+pub mod step;
 pub mod trainer;
 
 pub use cli::Args;

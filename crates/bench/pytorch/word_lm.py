@@ -1,0 +1,76 @@
+"""The PyTorch reference for `cargo run -p bench -- compare`: the same textbook model
+(Embedding(V, 100) -> LSTM(128) -> Linear(V)), the same masked cross-entropy, Adam with
+Keras's epsilon, on the same batches (read from the file the bench writes), 2 threads.
+Prints one JSON line: per-step milliseconds, losses, peak RSS and greedy generation speed."""
+
+import argparse
+import json
+import resource
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+class WordLm(torch.nn.Module):
+    def __init__(self, vocab, embedding_dim, hidden):
+        super().__init__()
+        self.embedding = torch.nn.Embedding(vocab, embedding_dim)
+        self.lstm = torch.nn.LSTM(embedding_dim, hidden, batch_first=True)
+        self.output = torch.nn.Linear(hidden, vocab)
+
+    def forward(self, ids, state=None):
+        h, state = self.lstm(self.embedding(ids), state)
+        return self.output(h), state
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--batches", required=True, help="the bench's batches.json")
+    p.add_argument("--steps", type=int, required=True)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--gen-tokens", type=int, default=200)
+    a = p.parse_args()
+    torch.set_num_threads(2)
+    torch.manual_seed(42)
+    meta = json.load(open(a.batches))
+    b, t, v = meta["batch_size"], meta["seq_len"], meta["vocab_size"]
+    raw = np.fromfile(meta["file"], dtype="<u4").reshape(meta["batches"], 3, b * t)
+    model = WordLm(v, meta["embedding_dim"], meta["hidden_size"])
+    optim = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
+
+    ms, losses = [], []
+    for i in range(a.warmup + a.steps):
+        rows = raw[i % meta["batches"]]
+        inputs = torch.from_numpy(rows[0].astype(np.int64)).view(b, t)
+        targets = torch.from_numpy(rows[1].astype(np.int64))
+        weights = torch.from_numpy(rows[2].view(np.float32).copy())
+        start = time.perf_counter()
+        logits, _ = model(inputs)
+        per_token = F.cross_entropy(logits.view(b * t, v), targets, reduction="none")
+        loss = (per_token * weights).sum() / weights.sum()
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        optim.step()
+        value = loss.item()
+        if i >= a.warmup:
+            ms.append((time.perf_counter() - start) * 1000.0)
+            losses.append(value)
+
+    with torch.no_grad():
+        ids = torch.tensor([[2, 3]])
+        start = time.perf_counter()
+        logits, state = model(ids)
+        for _ in range(a.gen_tokens):
+            nxt = logits[:, -1, :].argmax(-1, keepdim=True)
+            logits, state = model(nxt, state)
+        gen = a.gen_tokens / (time.perf_counter() - start)
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print(json.dumps({"system": f"PyTorch {torch.__version__}", "ms": ms, "losses": losses,
+                      "peak_rss_mib": rss, "gen_tokens_per_s": gen}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+//! `cargo run --release -p bench -- compare [--quick]`: our training step and generation
+//! against the PyTorch reference on the same batches, interleaved in one run, as a table.
+
+mod batches;
+mod ours;
+mod pytorch;
+mod report;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Speed figures for the LSTM language model.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Our step and PyTorch's on the textbook model, interleaved, medians in a table.
+    Compare(CompareArgs),
+    /// (internal) One measuring process of ours, run by `compare`; prints one JSON line.
+    #[command(hide = true)]
+    Ours(ours::OursArgs),
+}
+
+#[derive(clap::Args)]
+struct CompareArgs {
+    /// Fewer rounds and steps: finishes in a few minutes.
+    #[arg(long)]
+    quick: bool,
+    /// Rounds of (ours, PyTorch); each round starts fresh processes.
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Timed training steps per process (after one warm-up step).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// A Python with torch and numpy; default: `$BENCH_PYTHON`, else a virtual environment in
+    /// target/bench-venv, created on first use (PyPI's torch wheel is a 2.8 GB download).
+    #[arg(long)]
+    python: Option<PathBuf>,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Compare(args) => compare(args),
+        Command::Ours(args) => ours::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn compare(args: &CompareArgs) -> Result<()> {
+    let (rounds, steps) = match args.quick {
+        true => (args.rounds.unwrap_or(2), args.steps.unwrap_or(4)),
+        false => (args.rounds.unwrap_or(4), args.steps.unwrap_or(8)),
+    };
+    let python = pytorch::python(args.python.as_deref())?;
+    let batches = batches::prepare(steps + 1)?;
+    let mut runs = Vec::new();
+    for round in 1..=rounds {
+        eprintln!("round {round}/{rounds}: ours");
+        runs.push(ours::spawn(&batches, steps)?);
+        eprintln!("round {round}/{rounds}: PyTorch");
+        runs.push(pytorch::spawn(&python, &batches, steps)?);
+    }
+    print!("{}", report::table(&batches, &runs));
+    Ok(())
+}

@@ -1,0 +1,135 @@
+//! Our side of the comparison, in its own process (so its peak RSS is its own): the product's
+//! training step (`train::step::train_step`, flex backend, Adam) and greedy generation.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::module::Module;
+use burn::tensor::Device;
+use data::{Tokenizer, Vocab};
+use model::{Generator, ModelConfig, Sampling};
+use serde::{Deserialize, Serialize};
+use train::config::TrainConfig;
+use train::step::{optimizer, train_step};
+
+use crate::batches::BatchFile;
+
+/// Arguments of the internal `ours` subcommand.
+#[derive(clap::Args)]
+pub struct OursArgs {
+    /// The bench's batches.json.
+    #[arg(long)]
+    batches: PathBuf,
+    /// Timed steps after one warm-up step.
+    #[arg(long)]
+    steps: usize,
+    /// Tokens to generate greedily for the generation figure.
+    #[arg(long, default_value_t = 200)]
+    gen_tokens: usize,
+}
+
+/// What one measuring process reports (the PyTorch script prints the same fields).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Measured {
+    /// Name and version.
+    pub system: String,
+    /// Milliseconds of every timed step.
+    pub ms: Vec<f64>,
+    /// Loss of every timed step.
+    pub losses: Vec<f64>,
+    /// Peak resident memory of the process.
+    pub peak_rss_mib: f64,
+    /// Greedy generation, one token at a time with the state carried.
+    pub gen_tokens_per_s: f64,
+}
+
+/// Runs `bench ours` as a child process and reads its report.
+pub fn spawn(batches: &BatchFile, steps: usize) -> Result<Measured> {
+    let exe = std::env::current_exe().context("locating the bench binary")?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["ours", "--batches"])
+        .arg(&batches.meta)
+        .args(["--steps", &steps.to_string()]);
+    read_report(cmd, "ours")
+}
+
+/// Runs `cmd`, passing its stderr through, and parses the JSON line it prints last.
+pub fn read_report(mut cmd: Command, what: &str) -> Result<Measured> {
+    let out = cmd
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("starting {what}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!("{what} failed ({}): {stdout}", out.status);
+    }
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).with_context(|| format!("{what} printed no report: {stdout}"))
+}
+
+/// The `ours` subcommand.
+pub fn run(args: &OursArgs) -> Result<()> {
+    train::allocator::keep_freed_memory();
+    let file = BatchFile::open(&args.batches)?;
+    let raw = std::fs::read(&file.file)
+        .with_context(|| format!("{}: cannot read", file.file.display()))?;
+    let vocab = Vocab::load(&file.vocab)?;
+    let t = TrainConfig::default();
+    let device = t.backend.autodiff_device();
+    device.seed(42);
+    let mut model =
+        ModelConfig::sized(file.embedding_dim, file.hidden_size).init(vocab.len(), &device);
+    let mut optim = optimizer(&t);
+    let (mut ms, mut losses) = (Vec::new(), Vec::new());
+    for i in 0..=args.steps {
+        let batch = file.batch(&raw, i % file.batches);
+        let start = Instant::now();
+        let out = train_step(model, &mut optim, &batch, t.learning_rate, &device, None);
+        model = out.model;
+        if i > 0 {
+            ms.push(start.elapsed().as_secs_f64() * 1000.0);
+            losses.push(out.loss);
+        }
+    }
+    let gen_tokens_per_s =
+        generation_speed(&model.valid(), &vocab, &t.backend.device(), args.gen_tokens);
+    let report = Measured {
+        system: format!("ours ({})", t.backend),
+        ms,
+        losses,
+        peak_rss_mib: peak_rss_mib(),
+        gen_tokens_per_s,
+    };
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+fn generation_speed(
+    model: &model::LanguageModel,
+    vocab: &Vocab,
+    device: &Device,
+    tokens: usize,
+) -> f64 {
+    let mut generator = Generator::new(model, vocab, Tokenizer::Word, device.clone(), 0);
+    let greedy = Sampling {
+        temperature: 1.0,
+        top_k: None,
+        greedy: true,
+    };
+    let start = Instant::now();
+    // A stop id ends generation early; count what was generated.
+    let n = generator.generate(&[2, 3], tokens, &greedy).len().max(1);
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Peak resident set size of this process (`VmHWM`), in MiB; 0 where /proc is missing.
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string(Path::new("/proc/self/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}

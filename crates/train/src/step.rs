@@ -1,0 +1,101 @@
+//! One optimizer step and the loss it minimises, shared by the training loop and the bench.
+
+use burn::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdaGradConfig, AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::prelude::s;
+use burn::tensor::{Device, Tensor, TensorData};
+use data::Batch;
+use model::loss::weighted_cross_entropy;
+use model::recurrent::State;
+use model::{LanguageModel, ids_tensor};
+
+use crate::batches::Batches;
+use crate::config::{OptimizerKind, TrainConfig};
+
+/// The configured optimizer with its gradient clipping.
+pub fn optimizer(t: &TrainConfig) -> ModuleOptimizer {
+    let clip = t
+        .clip_value
+        .map(GradientClippingConfig::Value)
+        .or(t.clip_norm.map(GradientClippingConfig::Norm));
+    match t.optimizer {
+        OptimizerKind::Adam => AdamConfig::new()
+            .with_epsilon(t.adam_epsilon)
+            .with_grad_clipping(clip)
+            .init(),
+        OptimizerKind::Adagrad => AdaGradConfig::new()
+            .with_epsilon(1e-8)
+            .with_grad_clipping(clip)
+            .init(),
+    }
+}
+
+/// What one optimizer step returns.
+pub struct StepOutput {
+    /// The updated model.
+    pub model: LanguageModel,
+    /// Mean loss over the counted positions.
+    pub loss: f64,
+    /// Number of counted positions.
+    pub weight: f64,
+    /// The LSTM state after the batch, detached from the graph.
+    pub state: State,
+}
+
+/// One Adam step on one batch, starting from `state` (zero when `None`).
+pub fn train_step(
+    model: LanguageModel,
+    optim: &mut ModuleOptimizer,
+    batch: &Batch,
+    learning_rate: f64,
+    device: &Device,
+    state: Option<State>,
+) -> StepOutput {
+    let (loss, weight, state) = batch_loss(&model, batch, device, state);
+    let value: f32 = loss.clone().into_scalar();
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    StepOutput {
+        model: optim.step(learning_rate, model, grads),
+        loss: f64::from(value),
+        weight,
+        state: state.detach(),
+    }
+}
+
+/// The batch's mean loss over its counted positions, their number and the state after it.
+pub fn batch_loss(
+    model: &LanguageModel,
+    batch: &Batch,
+    device: &Device,
+    state: Option<State>,
+) -> (Tensor<1>, f64, State) {
+    let [b, t, n] = [batch.batch_size, batch.seq_len, batch.targets.len()];
+    let inputs = ids_tensor(&batch.inputs, [b, t], device);
+    let targets = ids_tensor(&batch.targets, [n], device);
+    let weight: f32 = batch.weights.iter().sum();
+    let weights = Tensor::<1>::from_data(TensorData::new(batch.weights.clone(), [n]), device);
+    let (hidden, state) = model.hidden(inputs, state);
+    // Many-to-one: the output layer only where there is a target.
+    let hidden = if batch.last_only {
+        hidden.slice(s![.., -1.., ..])
+    } else {
+        hidden
+    };
+    let logits = model.logits(hidden).reshape([n, model.vocab_size()]);
+    let loss = weighted_cross_entropy(logits, targets, weights, weight);
+    (loss, f64::from(weight), state)
+}
+
+/// Mean loss of `model` (without autodiff) over every batch of `batches`, the state carried
+/// between windows of a stream.
+pub fn evaluate(model: &LanguageModel, batches: &Batches, device: &Device) -> f64 {
+    let (mut loss_sum, mut weight_sum) = (0.0f64, 0.0f64);
+    let mut state = None;
+    for batch in batches.epoch(0, 0) {
+        let (loss, weight, next) = batch_loss(model, &batch, device, state.take());
+        loss_sum += f64::from(loss.into_scalar::<f32>()) * weight;
+        weight_sum += weight;
+        state = batches.carries_state().then_some(next);
+    }
+    loss_sum / weight_sum.max(1.0)
+}
