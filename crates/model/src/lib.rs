@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod device;
+pub mod fused_cross_entropy;
 pub mod generator;
 pub mod language_model;
 pub mod loss;
