@@ -33,6 +33,12 @@ impl Backend {
     }
 }
 
+/// Whether `device` runs the fused LSTM and loss (flex, with or without autodiff); other
+/// backends run Burn's stock `nn::Lstm` and cross-entropy.
+pub fn runs_fused_ops(device: &Device) -> bool {
+    device.clone().inner() == Device::flex()
+}
+
 impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

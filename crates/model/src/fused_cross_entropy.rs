@@ -13,7 +13,7 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
@@ -42,13 +42,8 @@ pub trait CrossEntropyKernels: Backend {
     ) -> FloatTensor<Self>;
 }
 
-/// Whether `device` runs the fused loss (flex, with or without autodiff).
-pub fn available(device: &Device) -> bool {
-    device.clone().inner() == Device::flex()
-}
-
 /// Per-row softmax cross-entropy of `logits [N, V]` against `targets [N]`; flex devices only
-/// (see [`available`]).
+/// (see [`crate::device::runs_fused_ops`]).
 pub fn softmax_cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
     let out = <Dispatch as CrossEntropyOps>::softmax_cross_entropy(
         logits.into_dispatch(),
@@ -58,24 +53,62 @@ pub fn softmax_cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tens
 }
 
 /// `e^x` for `x <= 0` to about 2 ulp, written so the compiler vectorises a loop of it
-/// (libm's `expf` is a call per element). Cephes' polynomial on `[-ln2/2, ln2/2]`.
+/// (libm's `expf` is a call per element). Cephes' polynomial on `[-ln2/2, ln2/2]`. Rounding
+/// to an integer adds and subtracts 1.5 * 2^23, and the integer is read from the sum's bits:
+/// `round` and float-to-int casts are calls or branches on baseline x86-64 and stop the
+/// vectoriser.
 #[inline(always)]
 fn exp(x: f32) -> f32 {
+    const ROUND: f32 = 12_582_912.0;
     let x = x.max(-87.0);
-    let n = (x * std::f32::consts::LOG2_E).round();
+    let shifted = x * std::f32::consts::LOG2_E + ROUND;
+    let n = shifted - ROUND;
+    let exponent = (shifted.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
     let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 1.666_666_5e-1)
         * r
         + 0.5;
     let y = p * r * r + r + 1.0;
-    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // Wrapping arithmetic: the dev profile's overflow checks would add a branch.
+    y * f32::from_bits((exponent.wrapping_add(127) << 23) as u32)
 }
 
+/// Lanes of the row reductions: independent partial results the compiler keeps in one vector
+/// register (a single running sum would have to be added in order, one element at a time).
+const LANES: usize = 8;
+
 fn row_lse(row: &[f32]) -> f32 {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f32 = row.iter().map(|&x| exp(x - max)).sum();
-    max + sum.ln()
+    let chunks = row.chunks_exact(LANES);
+    let mut max = [f32::NEG_INFINITY; LANES];
+    for c in chunks.clone() {
+        for l in 0..LANES {
+            max[l] = if c[l] > max[l] { c[l] } else { max[l] };
+        }
+    }
+    let max = chunks
+        .remainder()
+        .iter()
+        .chain(&max)
+        .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
+    // exp into a small buffer first (a plain element-wise loop vectorises), then sum it.
+    let mut sum = [0.0f32; LANES];
+    let mut buf = [0.0f32; 256];
+    for block in row.chunks(buf.len()) {
+        let buf = &mut buf[..block.len()];
+        for (e, &x) in buf.iter_mut().zip(block) {
+            *e = exp(x - max);
+        }
+        let lanes = buf.chunks_exact(LANES);
+        let tail: f32 = lanes.remainder().iter().sum();
+        for c in lanes {
+            for l in 0..LANES {
+                sum[l] += c[l];
+            }
+        }
+        sum[0] += tail;
+    }
+    max + sum.iter().sum::<f32>().ln()
 }
 
 impl CrossEntropyKernels for Flex {
@@ -185,7 +218,7 @@ impl<B: Backend + CrossEntropyKernels, C: CheckpointStrategy> CrossEntropyOps fo
 mod tests {
     use super::*;
     use crate::loss::reference_cross_entropy;
-    use burn::tensor::Distribution;
+    use burn::tensor::{Device, Distribution};
 
     fn values(t: Tensor<2>) -> Vec<f32> {
         t.into_data()

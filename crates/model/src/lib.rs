@@ -4,6 +4,7 @@
 pub mod checkpoint;
 pub mod device;
 pub mod fused_cross_entropy;
+pub mod fused_lstm;
 pub mod generator;
 pub mod language_model;
 pub mod loss;

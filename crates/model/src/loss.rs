@@ -3,6 +3,7 @@
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor};
 
+use crate::device::runs_fused_ops;
 use crate::fused_cross_entropy;
 
 /// Mean cross-entropy of `logits [N, vocab]` against `targets [N]`, each position weighted by
@@ -14,7 +15,7 @@ pub fn weighted_cross_entropy(
     weights: Tensor<1>,
     weight_sum: f32,
 ) -> Tensor<1> {
-    let per_row = if fused_cross_entropy::available(&logits.device()) {
+    let per_row = if runs_fused_ops(&logits.device()) {
         fused_cross_entropy::softmax_cross_entropy(logits, targets)
     } else {
         reference_cross_entropy(logits, targets)

@@ -7,6 +7,9 @@ use burn::prelude::s;
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
+use crate::device::runs_fused_ops;
+use crate::fused_lstm;
+
 /// Which recurrent cell the layers use.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -80,7 +83,10 @@ impl Layer {
                     let cell = s.cell.unwrap_or_else(|| s.hidden.zeros_like());
                     LstmState::new(cell, s.hidden)
                 });
-                let (h, state) = lstm.forward(x, state);
+                let (h, state) = match runs_fused_ops(&x.device()) {
+                    true => fused_lstm::forward(lstm, x, state),
+                    false => lstm.forward(x, state),
+                };
                 let state = LayerState {
                     hidden: state.hidden,
                     cell: Some(state.cell),

@@ -1,0 +1,564 @@
+//! An LSTM layer as one operation with a hand-written backward, for the flex backend.
+//!
+//! Burn's `nn::Lstm` runs eight small matmuls, a dozen element-wise ops and a `slice_assign`
+//! per time step, each recorded on the autodiff tape. Here the input projection of all time
+//! steps is one matmul, each step is one `[B, H] x [H, 4H]` matmul plus one pass over the
+//! gates, and the backward pass walks the steps in reverse by hand, ending with single
+//! matmuls for the weight and input gradients. The weights stay `nn::Lstm`'s own (the four
+//! gates' transforms are concatenated on the fly), so checkpoints are unchanged and
+//! `nn::Lstm` remains the reference implementation the tests compare against.
+//!
+//! The gate order in the concatenated weights is input, forget, cell (candidate), output.
+
+use std::borrow::Cow;
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
+use burn::nn::{GateController, Lstm, LstmState};
+use burn::prelude::s;
+use burn::tensor::{Tensor, TensorData};
+use burn_flex::FlexTensor;
+use gemm::Parallelism;
+
+/// The LSTM recurrence as a backend operation.
+#[backend_extension(Flex, Autodiff)]
+pub trait LstmOps: Backend {
+    /// Runs `x [B, T, E]` from `h0, c0 [B, H]` with `w_ih [E, 4H]`, `w_hh [H, 4H]` and
+    /// `bias [4H]`; returns `[B, T + 1, H]`: the hidden state of every step, then the last
+    /// cell state.
+    fn lstm_sequence(
+        x: FloatTensor<Self>,
+        w_ih: FloatTensor<Self>,
+        w_hh: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        h0: FloatTensor<Self>,
+        c0: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+}
+
+/// Runs `lstm` over `x [B, T, E]` from `state` as the fused operation; the same results as
+/// `lstm.forward(x, state)` for a batch-first, forward-running LSTM with default activations,
+/// a forget gate and no clipping (what [`crate::ModelConfig`] builds).
+pub fn forward(
+    lstm: &Lstm,
+    x: Tensor<3>,
+    state: Option<LstmState<2>>,
+) -> (Tensor<3>, LstmState<2>) {
+    let [b, t, _] = x.dims();
+    let hidden = lstm.d_hidden;
+    let device = x.device();
+    let (c0, h0) = state
+        .unwrap_or_else(|| LstmState::initial([b, hidden], &device))
+        .unpack();
+    let forget = lstm
+        .forget_gate
+        .as_ref()
+        .expect("an LSTM with a forget gate");
+    let gates = [&lstm.input_gate, forget, &lstm.cell_gate, &lstm.output_gate];
+    let cat = |part: fn(&GateController) -> Tensor<2>| Tensor::cat(gates.map(part).to_vec(), 1);
+    let w_ih = cat(|g| g.input_transform.weight.val());
+    let w_hh = cat(|g| g.hidden_transform.weight.val());
+    let bias = Tensor::cat(
+        gates
+            .map(|g| bias_of(&g.input_transform) + bias_of(&g.hidden_transform))
+            .to_vec(),
+        0,
+    );
+    let out = <Dispatch as LstmOps>::lstm_sequence(
+        x.into_dispatch(),
+        w_ih.into_dispatch(),
+        w_hh.into_dispatch(),
+        bias.into_dispatch(),
+        h0.into_dispatch(),
+        c0.into_dispatch(),
+    );
+    let out: Tensor<3> = Tensor::from_dispatch(out);
+    let h_all = out.clone().slice(s![.., 0..t, ..]);
+    let h_last = out.clone().slice(s![.., t - 1, ..]).squeeze_dim::<2>(1);
+    let c_last = out.slice(s![.., t, ..]).squeeze_dim::<2>(1);
+    (h_all, LstmState::new(c_last, h_last))
+}
+
+fn bias_of(linear: &burn::nn::Linear) -> Tensor<1> {
+    let [_, d] = linear.weight.dims();
+    linear
+        .bias
+        .as_ref()
+        .map_or_else(|| Tensor::zeros([d], &linear.weight.device()), |b| b.val())
+}
+
+/// `dst[m, n] = (dst if accumulate) + a[m, k] · b[k, n]`; each operand row-major with the
+/// given (row, column) strides, so transposes cost nothing.
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    dst: &mut [f32],
+    [m, n, k]: [usize; 3],
+    a: &[f32],
+    [a_rs, a_cs]: [usize; 2],
+    b: &[f32],
+    [b_rs, b_cs]: [usize; 2],
+    accumulate: bool,
+    parallel: bool,
+) {
+    assert!(dst.len() >= m * n);
+    assert!(m == 0 || k == 0 || a.len() > (m - 1) * a_rs + (k - 1) * a_cs);
+    assert!(k == 0 || n == 0 || b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
+    let parallelism = if parallel {
+        Parallelism::Rayon(0)
+    } else {
+        Parallelism::None
+    };
+    // SAFETY: the asserts above keep every index the strides reach inside the slices.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+fn floats(t: &FlexTensor) -> Cow<'_, [f32]> {
+    match t.as_slice::<f32>() {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(
+            t.to_contiguous()
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .expect("f32 tensor"),
+        ),
+    }
+}
+
+fn tensor(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
+}
+
+/// What the forward pass keeps for the backward pass.
+#[derive(Debug, Clone)]
+pub struct Saved {
+    dims: [usize; 4],
+    /// Activated gates `[T, B, 4H]`.
+    gates: Vec<f32>,
+    /// Hidden states `[T + 1, B, H]`, `h0` first.
+    h: Vec<f32>,
+    /// Cell states `[T + 1, B, H]`, `c0` first.
+    c: Vec<f32>,
+    /// The input in step-major order `[T, B, E]`.
+    x: Vec<f32>,
+}
+
+/// The kernels a backend supplies for the fused LSTM.
+pub trait LstmKernels: Backend {
+    /// The forward pass: the packed output of [`LstmOps::lstm_sequence`] and what backward needs.
+    fn lstm_forward(
+        x: &FloatTensor<Self>,
+        w_ih: &FloatTensor<Self>,
+        w_hh: &FloatTensor<Self>,
+        bias: &FloatTensor<Self>,
+        h0: &FloatTensor<Self>,
+        c0: &FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, Saved);
+    /// Gradients of x, w_ih, w_hh, bias, h0 and c0 from the packed output's gradient.
+    fn lstm_backward(
+        saved: &Saved,
+        w_ih: &FloatTensor<Self>,
+        w_hh: &FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> [FloatTensor<Self>; 6];
+}
+
+impl LstmKernels for Flex {
+    fn lstm_forward(
+        x: &FlexTensor,
+        w_ih: &FlexTensor,
+        w_hh: &FlexTensor,
+        bias: &FlexTensor,
+        h0: &FlexTensor,
+        c0: &FlexTensor,
+    ) -> (FlexTensor, Saved) {
+        let [b, t, e] = x.layout().shape().dims::<3>();
+        let hd = h0.layout().shape().dims::<2>()[1];
+        let g4 = 4 * hd;
+        let (w_ih, w_hh, bias) = (floats(w_ih), floats(w_hh), floats(bias));
+        // The input, step-major, so each step's rows are contiguous.
+        let x_bt = floats(x);
+        let mut xs = vec![0.0f32; t * b * e];
+        for bi in 0..b {
+            for ti in 0..t {
+                xs[(ti * b + bi) * e..][..e].copy_from_slice(&x_bt[(bi * t + ti) * e..][..e]);
+            }
+        }
+        // Input projection of every step at once, bias included.
+        let mut gates: Vec<f32> = bias.iter().copied().cycle().take(t * b * g4).collect();
+        matmul(
+            &mut gates,
+            [t * b, g4, e],
+            &xs,
+            [e, 1],
+            &w_ih,
+            [g4, 1],
+            true,
+            true,
+        );
+        let mut h = vec![0.0f32; (t + 1) * b * hd];
+        let mut c = vec![0.0f32; (t + 1) * b * hd];
+        h[..b * hd].copy_from_slice(&floats(h0));
+        c[..b * hd].copy_from_slice(&floats(c0));
+        for ti in 0..t {
+            let (h_prev, h_next) = h[ti * b * hd..(ti + 2) * b * hd].split_at_mut(b * hd);
+            let step = &mut gates[ti * b * g4..(ti + 1) * b * g4];
+            matmul(
+                step,
+                [b, g4, hd],
+                h_prev,
+                [hd, 1],
+                &w_hh,
+                [g4, 1],
+                true,
+                false,
+            );
+            let (c_prev, c_next) = c[ti * b * hd..(ti + 2) * b * hd].split_at_mut(b * hd);
+            for bi in 0..b {
+                let row = &mut step[bi * g4..(bi + 1) * g4];
+                for j in 0..hd {
+                    let i = sigmoid(row[j]);
+                    let f = sigmoid(row[hd + j]);
+                    let g = row[2 * hd + j].tanh();
+                    let o = sigmoid(row[3 * hd + j]);
+                    let cell = f * c_prev[bi * hd + j] + i * g;
+                    c_next[bi * hd + j] = cell;
+                    h_next[bi * hd + j] = o * cell.tanh();
+                    [row[j], row[hd + j], row[2 * hd + j], row[3 * hd + j]] = [i, f, g, o];
+                }
+            }
+        }
+        // Packed output [B, T + 1, H]: every step's h, then the last c.
+        let mut out = vec![0.0f32; b * (t + 1) * hd];
+        for bi in 0..b {
+            for ti in 0..t {
+                out[(bi * (t + 1) + ti) * hd..][..hd]
+                    .copy_from_slice(&h[((ti + 1) * b + bi) * hd..][..hd]);
+            }
+            out[(bi * (t + 1) + t) * hd..][..hd].copy_from_slice(&c[(t * b + bi) * hd..][..hd]);
+        }
+        let saved = Saved {
+            dims: [b, t, e, hd],
+            gates,
+            h,
+            c,
+            x: xs,
+        };
+        (tensor(out, &[b, t + 1, hd]), saved)
+    }
+
+    fn lstm_backward(
+        saved: &Saved,
+        w_ih: &FlexTensor,
+        w_hh: &FlexTensor,
+        grad: FlexTensor,
+    ) -> [FlexTensor; 6] {
+        let [b, t, e, hd] = saved.dims;
+        let g4 = 4 * hd;
+        let (w_ih, w_hh) = (floats(w_ih), floats(w_hh));
+        let grad = floats(&grad);
+        let (gates, h, c) = (&saved.gates, &saved.h, &saved.c);
+        let mut d_gates = vec![0.0f32; t * b * g4];
+        let mut dh = vec![0.0f32; b * hd];
+        let mut dc = vec![0.0f32; b * hd];
+        for bi in 0..b {
+            dc[bi * hd..][..hd].copy_from_slice(&grad[(bi * (t + 1) + t) * hd..][..hd]);
+        }
+        for ti in (0..t).rev() {
+            let step = &mut d_gates[ti * b * g4..(ti + 1) * b * g4];
+            for bi in 0..b {
+                let act = &gates[(ti * b + bi) * g4..][..g4];
+                let d = &mut step[bi * g4..(bi + 1) * g4];
+                let k = |j: usize| bi * hd + j;
+                for j in 0..hd {
+                    let (i, f, g, o) = (act[j], act[hd + j], act[2 * hd + j], act[3 * hd + j]);
+                    let dh_j = dh[k(j)] + grad[(bi * (t + 1) + ti) * hd + j];
+                    let tc = c[(ti + 1) * b * hd + k(j)].tanh();
+                    let dc_j = dc[k(j)] + dh_j * o * (1.0 - tc * tc);
+                    d[j] = dc_j * g * i * (1.0 - i);
+                    d[hd + j] = dc_j * c[ti * b * hd + k(j)] * f * (1.0 - f);
+                    d[2 * hd + j] = dc_j * i * (1.0 - g * g);
+                    d[3 * hd + j] = dh_j * tc * o * (1.0 - o);
+                    dc[k(j)] = dc_j * f;
+                }
+            }
+            // dh for the step before: dG · w_hhᵀ.
+            matmul(
+                &mut dh,
+                [b, hd, g4],
+                step,
+                [g4, 1],
+                &w_hh,
+                [1, g4],
+                false,
+                false,
+            );
+        }
+        // Weight, bias and input gradients over all steps at once.
+        let mut dw_hh = vec![0.0f32; hd * g4];
+        matmul(
+            &mut dw_hh,
+            [hd, g4, t * b],
+            &h[..t * b * hd],
+            [1, hd],
+            &d_gates,
+            [g4, 1],
+            false,
+            true,
+        );
+        let mut dw_ih = vec![0.0f32; e * g4];
+        matmul(
+            &mut dw_ih,
+            [e, g4, t * b],
+            &saved.x,
+            [1, e],
+            &d_gates,
+            [g4, 1],
+            false,
+            true,
+        );
+        let mut db = vec![0.0f32; g4];
+        for row in d_gates.chunks_exact(g4) {
+            db.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+        }
+        let mut dxs = vec![0.0f32; t * b * e];
+        matmul(
+            &mut dxs,
+            [t * b, e, g4],
+            &d_gates,
+            [g4, 1],
+            &w_ih,
+            [1, g4],
+            false,
+            true,
+        );
+        let mut dx = vec![0.0f32; b * t * e];
+        for bi in 0..b {
+            for ti in 0..t {
+                dx[(bi * t + ti) * e..][..e].copy_from_slice(&dxs[(ti * b + bi) * e..][..e]);
+            }
+        }
+        [
+            tensor(dx, &[b, t, e]),
+            tensor(dw_ih, &[e, g4]),
+            tensor(dw_hh, &[hd, g4]),
+            tensor(db, &[g4]),
+            tensor(dh, &[b, hd]),
+            tensor(dc, &[b, hd]),
+        ]
+    }
+}
+
+impl LstmOps for Flex {
+    fn lstm_sequence(
+        x: FlexTensor,
+        w_ih: FlexTensor,
+        w_hh: FlexTensor,
+        bias: FlexTensor,
+        h0: FlexTensor,
+        c0: FlexTensor,
+    ) -> FlexTensor {
+        Self::lstm_forward(&x, &w_ih, &w_hh, &bias, &h0, &c0).0
+    }
+}
+
+impl<B: Backend + LstmKernels, C: CheckpointStrategy> LstmOps for Autodiff<B, C> {
+    fn lstm_sequence(
+        x: FloatTensor<Self>,
+        w_ih: FloatTensor<Self>,
+        w_hh: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        h0: FloatTensor<Self>,
+        c0: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct LstmSequence;
+
+        impl<B: Backend + LstmKernels> Backward<B, 6> for LstmSequence {
+            type State = (Saved, FloatTensor<B>, FloatTensor<B>);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 6>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let (saved, w_ih, w_hh) = ops.state;
+                let grad = grads.consume::<B>(&ops.node);
+                let out = B::lstm_backward(&saved, &w_ih, &w_hh, grad);
+                for (parent, g) in ops.parents.into_iter().zip(out) {
+                    if let Some(node) = parent {
+                        grads.register::<B>(node.id, g);
+                    }
+                }
+            }
+        }
+
+        let guards = [
+            x.node(),
+            w_ih.node(),
+            w_hh.node(),
+            bias.node(),
+            h0.node(),
+            c0.node(),
+        ];
+        let [x, w_ih, w_hh, bias, h0, c0] =
+            [x, w_ih, w_hh, bias, h0, c0].map(|t| t.into_primitive());
+        let (out, saved) = B::lstm_forward(&x, &w_ih, &w_hh, &bias, &h0, &c0);
+        match LstmSequence.prepare::<C>(guards).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((saved, w_ih, w_hh), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::module::Module;
+    use burn::nn::LstmConfig;
+    use burn::tensor::{Device, Distribution};
+
+    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap()
+    }
+
+    fn close(a: &[f32], b: &[f32], tol: f32, what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}");
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= tol * y.abs().max(1.0),
+                "{what}[{i}]: {x} vs {y}"
+            );
+        }
+    }
+
+    /// An LSTM, an input and a starting state with every value non-trivial.
+    fn setup(device: &Device, [b, t, e, h]: [usize; 4]) -> (Lstm, Tensor<3>, LstmState<2>) {
+        device.seed(21);
+        let lstm = LstmConfig::new(e, h, true).init(device);
+        let x = Tensor::<3>::random([b, t, e], Distribution::Normal(0.0, 1.0), device);
+        let state = LstmState::new(
+            Tensor::random([b, h], Distribution::Normal(0.0, 0.5), device),
+            Tensor::random([b, h], Distribution::Normal(0.0, 0.5), device),
+        );
+        (lstm, x, state)
+    }
+
+    /// A scalar of everything the layer returns, weighted so every output matters.
+    fn objective(h: Tensor<3>, state: LstmState<2>) -> Tensor<1> {
+        let w = h.clone().sin();
+        (h * w).sum() + state.cell.sum() * 0.3 + state.hidden.sum() * 0.7
+    }
+
+    #[test]
+    fn forward_and_gradients_match_nn_lstm() {
+        let device = Device::flex().autodiff();
+        let (lstm, x, state) = setup(&device, [3, 7, 5, 6]);
+        let run = |fused: bool| {
+            let x = x.clone().require_grad();
+            let (h, s) = match fused {
+                true => forward(&lstm, x.clone(), Some(state.clone())),
+                false => lstm.forward(x.clone(), Some(state.clone())),
+            };
+            let outputs = [
+                values(h.clone()),
+                values(s.cell.clone()),
+                values(s.hidden.clone()),
+            ];
+            let grads = objective(h, s).backward();
+            let mut all = vec![values(x.grad(&grads).unwrap())];
+            let gate = &lstm.output_gate;
+            all.push(values(gate.input_transform.weight.grad(&grads).unwrap()));
+            all.push(values(gate.hidden_transform.weight.grad(&grads).unwrap()));
+            let bias = lstm
+                .forget_gate
+                .as_ref()
+                .unwrap()
+                .hidden_transform
+                .bias
+                .as_ref();
+            all.push(values(bias.unwrap().grad(&grads).unwrap()));
+            all.push(values(
+                lstm.cell_gate.input_transform.weight.grad(&grads).unwrap(),
+            ));
+            (outputs, all)
+        };
+        let (fused_out, fused_grads) = run(true);
+        let (stock_out, stock_grads) = run(false);
+        for (k, (a, b)) in fused_out.iter().zip(&stock_out).enumerate() {
+            close(a, b, 1e-5, &format!("output {k}"));
+        }
+        for (k, (a, b)) in fused_grads.iter().zip(&stock_grads).enumerate() {
+            close(a, b, 1e-4, &format!("gradient {k}"));
+        }
+        assert_eq!(lstm.num_params(), 4 * (5 * 6 + 6 * 6 + 2 * 6));
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        let device = Device::flex().autodiff();
+        let (lstm, x, state) = setup(&device, [2, 4, 3, 2]);
+        let x = x.require_grad();
+        let (h, s) = forward(&lstm, x.clone(), Some(state.clone()));
+        let analytic = values(x.grad(&objective(h, s).backward()).unwrap());
+        let inner = lstm.valid();
+        let base = values(x.clone().inner());
+        let at = |p: Vec<f32>| -> f64 {
+            let x = Tensor::from_data(TensorData::new(p, [2, 4, 3]), &Device::flex());
+            let state = LstmState::new(state.cell.clone().inner(), state.hidden.clone().inner());
+            let (h, s) = forward(&inner, x, Some(state));
+            f64::from(objective(h, s).into_scalar::<f32>())
+        };
+        let eps = 1e-2f32;
+        for i in 0..base.len() {
+            let shifted = |d: f32| {
+                let mut p = base.clone();
+                p[i] += d;
+                at(p)
+            };
+            let near = shifted(eps) - shifted(-eps);
+            let far = shifted(2.0 * eps) - shifted(-2.0 * eps);
+            let numeric = (8.0 * near - far) / (12.0 * f64::from(eps));
+            let a = f64::from(analytic[i]);
+            // f32 rounding of the objective (~1e-6) through the quotient: ~1e-4 of noise.
+            assert!(
+                (numeric - a).abs() <= 1e-3 * a.abs().max(0.1),
+                "x[{i}]: analytic {a}, finite difference {numeric}"
+            );
+        }
+    }
+}
