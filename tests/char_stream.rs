@@ -1,8 +1,7 @@
 //! Seed 000 end to end: a character model trained on one stream with carried state until
 //! the seed's smoothed loss target, then greedy generation reproduces the passage exactly.
 
-use clap::Parser;
-use e2e::{root, scratch};
+use e2e::{generate_greedy, root, scratch};
 
 #[test]
 fn the_ai_applications_passage_is_memorised_and_reproduced_exactly() {
@@ -20,19 +19,7 @@ fn the_ai_applications_passage_is_memorised_and_reproduced_exactly() {
     );
 
     let passage = std::fs::read_to_string(&config.corpus.path).unwrap();
-    let args = [
-        "inference",
-        "generate",
-        "--checkpoint",
-        run.to_str().unwrap(),
-        "--prompt",
-        "A",
-        "--greedy",
-        "--max-tokens",
-        "384",
-    ];
-    let out = inference::run(&inference::Cli::try_parse_from(args).unwrap()).unwrap();
-    assert_eq!(out.trim_end_matches('\n'), passage);
+    assert_eq!(generate_greedy(&run, "A", 384), passage);
 }
 
 /// Held-out loss after 100 windows of a small 1-layer model on tiny Shakespeare (measured

@@ -67,3 +67,24 @@ pub fn train_small(
     let summary = train::train(&config, &run, false).expect("training");
     (run, summary)
 }
+
+/// `inference generate --greedy` from `prompt` with the checkpoint of `run`, without the
+/// final newline.
+pub fn generate_greedy(run: &Path, prompt: &str, max_tokens: usize) -> String {
+    use clap::Parser;
+    let max_tokens = max_tokens.to_string();
+    let args = [
+        "inference",
+        "generate",
+        "--checkpoint",
+        run.to_str().expect("UTF-8 path"),
+        "--prompt",
+        prompt,
+        "--greedy",
+        "--max-tokens",
+        &max_tokens,
+    ];
+    let cli = inference::Cli::try_parse_from(args).expect("arguments");
+    let out = inference::run(&cli).expect("generate");
+    out.trim_end_matches('\n').to_owned()
+}

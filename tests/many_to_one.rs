@@ -1,24 +1,7 @@
 //! Many-to-one toys: seed 004's alphabet (`def -> g`) and seed 003's pre-padded prefixes.
 
-use clap::Parser;
-use e2e::{root, scratch, train_small};
+use e2e::{generate_greedy as generate, root, scratch, train_small};
 use train::config::Examples;
-
-fn generate(run: &std::path::Path, prompt: &str, max_tokens: usize) -> String {
-    let args = [
-        "inference",
-        "generate",
-        "--checkpoint",
-        run.to_str().unwrap(),
-        "--prompt",
-        prompt,
-        "--greedy",
-        "--max-tokens",
-        &max_tokens.to_string(),
-    ];
-    let out = inference::run(&inference::Cli::try_parse_from(args).unwrap()).unwrap();
-    out.trim_end().to_owned()
-}
 
 #[test]
 fn the_alphabet_model_says_def_then_g_and_knows_every_window() {

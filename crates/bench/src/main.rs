@@ -23,6 +23,8 @@ struct Cli {
 enum Command {
     /// Our step and PyTorch's on the textbook model, interleaved, medians in a table.
     Compare(CompareArgs),
+    /// Seed 000's memorisation task, ours and PyTorch's: steps and seconds to the loss target.
+    Memorise(MemoriseArgs),
     /// (internal) One measuring process of ours, run by `compare`; prints one JSON line.
     #[command(hide = true)]
     Ours(ours::OursArgs),
@@ -45,10 +47,18 @@ struct CompareArgs {
     python: Option<PathBuf>,
 }
 
+#[derive(clap::Args)]
+struct MemoriseArgs {
+    /// As for `compare`.
+    #[arg(long)]
+    python: Option<PathBuf>,
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Compare(args) => compare(args),
+        Command::Memorise(args) => memorise(args),
         Command::Ours(args) => ours::run(args),
     };
     match result {
@@ -75,5 +85,15 @@ fn compare(args: &CompareArgs) -> Result<()> {
         runs.push(pytorch::spawn(&python, &batches, steps)?);
     }
     print!("{}", report::table(&batches, &runs));
+    Ok(())
+}
+
+fn memorise(args: &MemoriseArgs) -> Result<()> {
+    let python = pytorch::python(args.python.as_deref())?;
+    eprintln!("ours: configs/ai-applications.toml");
+    let ours = ours::memorise()?;
+    eprintln!("PyTorch: the same model, data and target");
+    let theirs = pytorch::memorise(&python)?;
+    print!("{}", report::memorise_table(&[ours, theirs]));
     Ok(())
 }

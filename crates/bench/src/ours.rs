@@ -45,6 +45,36 @@ pub struct Measured {
     pub gen_tokens_per_s: f64,
 }
 
+/// Time to seed 000's target: one training run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ToTarget {
+    /// Name and version.
+    pub system: String,
+    /// Optimizer steps until the smoothed loss reached the target.
+    pub steps: u64,
+    /// Wall time of the run.
+    pub seconds: f64,
+}
+
+/// Trains `configs/ai-applications.toml` to its target in this process.
+pub fn memorise() -> Result<ToTarget> {
+    train::allocator::keep_freed_memory();
+    let (mut config, _) = train::Config::load(Path::new("ai-applications.toml"))?;
+    config.train.eval_every = usize::MAX; // one checkpoint, at the end
+    let run = PathBuf::from("target/bench/memorise");
+    if run.exists() {
+        std::fs::remove_dir_all(&run)
+            .with_context(|| format!("{}: cannot clear", run.display()))?;
+    }
+    let start = Instant::now();
+    let summary = train::train(&config, &run, false)?;
+    Ok(ToTarget {
+        system: format!("ours ({})", config.train.backend),
+        steps: summary.epochs.last().map_or(0, |m| m.step),
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
 /// Runs `bench ours` as a child process and reads its report.
 pub fn spawn(batches: &BatchFile, steps: usize) -> Result<Measured> {
     let exe = std::env::current_exe().context("locating the bench binary")?;
@@ -56,7 +86,7 @@ pub fn spawn(batches: &BatchFile, steps: usize) -> Result<Measured> {
 }
 
 /// Runs `cmd`, passing its stderr through, and parses the JSON line it prints last.
-pub fn read_report(mut cmd: Command, what: &str) -> Result<Measured> {
+pub fn read_report<T: serde::de::DeserializeOwned>(mut cmd: Command, what: &str) -> Result<T> {
     let out = cmd
         .stderr(std::process::Stdio::inherit())
         .output()

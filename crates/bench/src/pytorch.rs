@@ -7,7 +7,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 use crate::batches::BatchFile;
-use crate::ours::{Measured, read_report};
+use crate::ours::{Measured, ToTarget, read_report};
 
 const SCRIPT: &str = "crates/bench/pytorch/word_lm.py";
 const VENV: &str = "target/bench-venv";
@@ -62,5 +62,13 @@ pub fn spawn(python: &Path, batches: &BatchFile, steps: usize) -> Result<Measure
         .arg("--batches")
         .arg(&batches.meta)
         .args(["--steps", &steps.to_string()]);
+    read_report(cmd, "the PyTorch reference")
+}
+
+/// Runs the reference script's seed-000 task to its target.
+pub fn memorise(python: &Path) -> Result<ToTarget> {
+    let mut cmd = Command::new(python);
+    cmd.arg(SCRIPT)
+        .args(["--memorise", "datasets/ai-applications/passage.txt"]);
     read_report(cmd, "the PyTorch reference")
 }

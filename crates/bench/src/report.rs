@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use crate::batches::BatchFile;
-use crate::ours::Measured;
+use crate::ours::{Measured, ToTarget};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -62,6 +62,23 @@ pub fn table(batches: &BatchFile, runs: &[Measured]) -> String {
             out,
             "ratio ours/pytorch tokens_per_s = {:.2}",
             ours / pytorch
+        );
+    }
+    out
+}
+
+/// Seed 000's time to target per system.
+pub fn memorise_table(runs: &[ToTarget]) -> String {
+    let mut out =
+        String::from("| system | steps to target | seconds | ms/step |\n|---|---|---|---|\n");
+    for r in runs {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.1} | {:.2} |",
+            r.system,
+            r.steps,
+            r.seconds,
+            r.seconds * 1000.0 / r.steps.max(1) as f64
         );
     }
     out

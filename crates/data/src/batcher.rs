@@ -35,14 +35,11 @@ impl Sequences {
         I: IntoIterator<Item = T>,
         T: IntoIterator<Item = &'a str>,
     {
-        let row = seq_len + 1;
-        let mut ids = Vec::new();
-        for tokens in records {
+        Self::from_records(records, vocab, seq_len, |record, ids| {
             let start = ids.len();
-            ids.extend(tokens.into_iter().take(row).map(|t| vocab.id(t)));
-            ids.resize(start + row, PAD_ID);
-        }
-        Self { seq_len, ids }
+            ids.extend(record.iter().take(seq_len + 1));
+            ids.resize(start + seq_len + 1, PAD_ID);
+        })
     }
 
     /// Every window of `seq_len` consecutive ids of each record, with the id after it
@@ -52,14 +49,11 @@ impl Sequences {
         I: IntoIterator<Item = T>,
         T: IntoIterator<Item = &'a str>,
     {
-        let mut ids = Vec::new();
-        for tokens in records {
-            let record: Vec<u32> = tokens.into_iter().map(|t| vocab.id(t)).collect();
-            for row in record.windows(seq_len + 1) {
-                ids.extend_from_slice(row);
-            }
-        }
-        Self { seq_len, ids }
+        Self::from_records(records, vocab, seq_len, |record, ids| {
+            record
+                .windows(seq_len + 1)
+                .for_each(|row| ids.extend_from_slice(row));
+        })
     }
 
     /// Every prefix of each record (its last `seq_len` ids at most), pre-padded with 0 and
@@ -69,15 +63,31 @@ impl Sequences {
         I: IntoIterator<Item = T>,
         T: IntoIterator<Item = &'a str>,
     {
-        let mut ids = Vec::new();
-        for tokens in records {
-            let record: Vec<u32> = tokens.into_iter().map(|t| vocab.id(t)).collect();
+        Self::from_records(records, vocab, seq_len, |record, ids| {
             for end in 1..record.len() {
                 let context = &record[end.saturating_sub(seq_len)..end];
                 ids.resize(ids.len() + seq_len - context.len(), PAD_ID);
                 ids.extend_from_slice(context);
                 ids.push(record[end]);
             }
+        })
+    }
+
+    /// Maps each record to ids and lets `rows` append its rows of `seq_len + 1` ids.
+    fn from_records<'a, I, T>(
+        records: I,
+        vocab: &Vocab,
+        seq_len: usize,
+        mut rows: impl FnMut(&[u32], &mut Vec<u32>),
+    ) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: IntoIterator<Item = &'a str>,
+    {
+        let mut ids = Vec::new();
+        for tokens in records {
+            let record: Vec<u32> = tokens.into_iter().map(|t| vocab.id(t)).collect();
+            rows(&record, &mut ids);
         }
         Self { seq_len, ids }
     }

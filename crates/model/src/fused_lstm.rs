@@ -325,28 +325,24 @@ impl LstmKernels for Flex {
             );
         }
         // Weight, bias and input gradients over all steps at once.
-        let mut dw_hh = vec![0.0f32; hd * g4];
-        matmul(
-            &mut dw_hh,
-            [hd, g4, t * b],
-            &h[..t * b * hd],
-            [1, hd],
-            &d_gates,
-            [g4, 1],
-            false,
-            true,
-        );
-        let mut dw_ih = vec![0.0f32; e * g4];
-        matmul(
-            &mut dw_ih,
-            [e, g4, t * b],
-            &saved.x,
-            [1, e],
-            &d_gates,
-            [g4, 1],
-            false,
-            true,
-        );
+        // inputᵀ · dG for an input of `width` features per row, `t * b` rows.
+        let weight_grad = |input: &[f32], width: usize| {
+            let mut dw = vec![0.0f32; width * g4];
+            let dims = [width, g4, t * b];
+            matmul(
+                &mut dw,
+                dims,
+                input,
+                [1, width],
+                &d_gates,
+                [g4, 1],
+                false,
+                true,
+            );
+            dw
+        };
+        let dw_hh = weight_grad(&h[..t * b * hd], hd);
+        let dw_ih = weight_grad(&saved.x, e);
         let mut db = vec![0.0f32; g4];
         for row in d_gates.chunks_exact(g4) {
             db.iter_mut().zip(row).for_each(|(s, v)| *s += v);
