@@ -1,52 +1,84 @@
-//! Softmax cross-entropy as one operation with a hand-written backward, for the flex backend.
+//! The output layer and its softmax cross-entropy as one operation with a hand-written
+//! backward, for the flex backend.
 //!
-//! The stock loss (`log_softmax` then `gather`) keeps a probabilities tensor as large as the
-//! logits (6,400 x 10,000 floats for the textbook batch) and walks it several times forward
-//! and backward. Here the forward pass reads each row of logits once for its log-sum-exp and
-//! keeps only that number per row; the backward pass writes `g * (softmax - one_hot)` straight
-//! into the logits' own buffer when nothing else holds it, so no tensor of that size is
-//! allocated for the loss at all.
+//! The stock path (`Linear`, `log_softmax`, `gather`) builds the logits, a probabilities
+//! tensor of the same size (6,400 x 10,000 floats for the textbook batch) and walks them
+//! several times forward and backward. Here the forward pass multiplies once into a logits
+//! buffer and reads each row once for its log-sum-exp; the backward pass turns that buffer
+//! into `g * (softmax - one_hot)` in place and multiplies it out into the input and weight
+//! gradients. Every product goes through [`crate::blas`].
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
+use burn::nn::Linear;
 use burn::tensor::{Int, Tensor, TensorData};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-/// Per-row softmax cross-entropy as a backend operation.
+use crate::blas::{Operand, matmul};
+use crate::fused_lstm::floats;
+
+/// The output layer's per-row cross-entropy as a backend operation.
 #[backend_extension(Flex, Autodiff)]
 pub trait CrossEntropyOps: Backend {
-    /// `-log softmax(logits[r])[targets[r]]` for every row r of `logits [N, V]`: shape `[N]`.
-    fn softmax_cross_entropy(
-        logits: FloatTensor<Self>,
+    /// `-log softmax(hidden[r] · weight + bias)[targets[r]]` for every row r of
+    /// `hidden [N, H]`, with `weight [H, V]` and `bias [V]`: shape `[N]`.
+    fn linear_cross_entropy(
+        hidden: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
         targets: IntTensor<Self>,
     ) -> FloatTensor<Self>;
 }
 
-/// The kernels a backend supplies for the fused loss.
-pub trait CrossEntropyKernels: Backend {
-    /// The target ids.
-    fn target_ids(targets: IntTensor<Self>) -> Vec<i64>;
-    /// Per-row losses and log-sum-exps.
-    fn ce_forward(logits: &FloatTensor<Self>, targets: &[i64]) -> (FloatTensor<Self>, Vec<f32>);
-    /// `grad[r] * (softmax(logits[r]) - one_hot(targets[r]))`, reusing the logits' buffer.
-    fn ce_backward(
-        logits: FloatTensor<Self>,
-        lse: &[f32],
-        targets: &[i64],
-        grad: FloatTensor<Self>,
-    ) -> FloatTensor<Self>;
+/// What the forward pass keeps for the backward pass.
+#[derive(Debug, Clone)]
+pub struct Saved {
+    /// `[N, V]`, row-major.
+    logits: Vec<f32>,
+    lse: Vec<f32>,
+    targets: Vec<i64>,
+    /// `[N, H]`.
+    hidden: Vec<f32>,
+    /// `[H, V]`.
+    weight: Vec<f32>,
+    dims: [usize; 3],
 }
 
-/// Per-row softmax cross-entropy of `logits [N, V]` against `targets [N]`; flex devices only
-/// (see [`crate::device::runs_fused_ops`]).
-pub fn softmax_cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
-    let out = <Dispatch as CrossEntropyOps>::softmax_cross_entropy(
-        logits.into_dispatch(),
+/// The kernels a backend supplies for the fused loss.
+pub trait CrossEntropyKernels: Backend {
+    /// Per-row losses, and what backward needs.
+    fn ce_forward(
+        hidden: &FloatTensor<Self>,
+        weight: &FloatTensor<Self>,
+        bias: &FloatTensor<Self>,
+        targets: IntTensor<Self>,
+    ) -> (FloatTensor<Self>, Saved);
+    /// Gradients of hidden, weight and bias for the per-row loss gradient `grad [N]`.
+    fn ce_backward(saved: Saved, grad: FloatTensor<Self>) -> [FloatTensor<Self>; 3];
+}
+
+/// Per-row cross-entropy of `output` applied to `hidden [N, H]` against `targets [N]`; flex
+/// devices only (see [`crate::device::runs_fused_ops`]).
+pub fn linear_cross_entropy(
+    output: &Linear,
+    hidden: Tensor<2>,
+    targets: Tensor<1, Int>,
+) -> Tensor<1> {
+    let weight = output.weight.val();
+    let [_, v] = weight.dims();
+    let bias = output
+        .bias
+        .as_ref()
+        .map_or_else(|| Tensor::zeros([v], &weight.device()), |b| b.val());
+    let out = <Dispatch as CrossEntropyOps>::linear_cross_entropy(
+        hidden.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
         targets.into_dispatch(),
     );
     Tensor::from_dispatch(out)
@@ -112,103 +144,146 @@ fn row_lse(row: &[f32]) -> f32 {
 }
 
 impl CrossEntropyKernels for Flex {
-    fn target_ids(targets: FlexTensor) -> Vec<i64> {
-        targets
+    fn ce_forward(
+        hidden: &FlexTensor,
+        weight: &FlexTensor,
+        bias: &FlexTensor,
+        targets: FlexTensor,
+    ) -> (FlexTensor, Saved) {
+        let [n, h] = hidden.layout().shape().dims::<2>();
+        let v = weight.layout().shape().dims::<2>()[1];
+        let targets = targets
             .into_data()
             .convert::<i64>()
             .try_into_vec::<i64>()
-            .expect("integer targets")
-    }
-
-    fn ce_forward(logits: &FlexTensor, targets: &[i64]) -> (FlexTensor, Vec<f32>) {
-        let logits = if logits.is_contiguous() {
-            logits.clone()
-        } else {
-            logits.clone().to_contiguous()
-        };
-        let [n, v] = logits.layout().shape().dims::<2>();
-        let values = logits.as_slice::<f32>().expect("f32 logits");
-        let lse: Vec<f32> = values.par_chunks(v).map(row_lse).collect();
+            .expect("integer targets");
+        let (hidden, weight) = (floats(hidden).into_owned(), floats(weight).into_owned());
+        let mut logits: Vec<f32> = floats(bias).iter().copied().cycle().take(n * v).collect();
+        let (h_m, w_m) = (Operand::rows(&hidden, h), Operand::rows(&weight, v));
+        matmul(&mut logits, [n, v, h], h_m, w_m, true);
+        let lse: Vec<f32> = logits.par_chunks(v).map(row_lse).collect();
         let loss: Vec<f32> = (0..n)
-            .map(|r| lse[r] - values[r * v + targets[r] as usize])
+            .map(|r| lse[r] - logits[r * v + targets[r] as usize])
             .collect();
-        (FlexTensor::from_data(TensorData::new(loss, [n])), lse)
+        let saved = Saved {
+            logits,
+            lse,
+            targets,
+            hidden,
+            weight,
+            dims: [n, h, v],
+        };
+        (FlexTensor::from_data(TensorData::new(loss, [n])), saved)
     }
 
-    fn ce_backward(
-        logits: FlexTensor,
-        lse: &[f32],
-        targets: &[i64],
-        grad: FlexTensor,
-    ) -> FlexTensor {
-        let mut out = if logits.is_contiguous() && logits.layout().start_offset() == 0 {
-            logits
-        } else {
-            logits.to_contiguous()
-        };
-        let [_, v] = out.layout().shape().dims::<2>();
-        let g = grad
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .expect("f32 gradient");
-        // Writes in place when the buffer is ours alone; copies once otherwise.
-        out.storage_mut::<f32>()
-            .par_chunks_mut(v)
-            .enumerate()
-            .for_each(|(r, row)| {
-                let (g, lse) = (g[r], lse[r]);
-                if g == 0.0 {
-                    row.fill(0.0);
-                    return;
+    fn ce_backward(saved: Saved, grad: FlexTensor) -> [FlexTensor; 3] {
+        let Saved {
+            mut logits,
+            lse,
+            targets,
+            hidden,
+            weight,
+            dims: [n, h, v],
+        } = saved;
+        let g = floats(&grad);
+        // The logits become d loss / d logits in place.
+        logits.par_chunks_mut(v).enumerate().for_each(|(r, row)| {
+            let (g, lse) = (g[r], lse[r]);
+            if g == 0.0 {
+                row.fill(0.0);
+                return;
+            }
+            row.iter_mut().for_each(|x| *x = g * exp(*x - lse));
+            row[targets[r] as usize] -= g;
+        });
+        let d = Operand::rows(&logits, v);
+        let mut d_hidden = vec![0.0f32; n * h];
+        matmul(
+            &mut d_hidden,
+            [n, h, v],
+            d,
+            Operand::transposed(&weight, v),
+            false,
+        );
+        let mut d_weight = vec![0.0f32; h * v];
+        matmul(
+            &mut d_weight,
+            [h, v, n],
+            Operand::transposed(&hidden, h),
+            d,
+            false,
+        );
+        let d_bias = logits
+            .par_chunks(v * 256)
+            .map(|rows| {
+                let mut sum = vec![0.0f32; v];
+                for row in rows.chunks_exact(v) {
+                    sum.iter_mut().zip(row).for_each(|(s, x)| *s += x);
                 }
-                row.iter_mut().for_each(|x| *x = g * exp(*x - lse));
-                row[targets[r] as usize] -= g;
-            });
-        out
+                sum
+            })
+            .reduce(
+                || vec![0.0f32; v],
+                |mut a, b| {
+                    a.iter_mut().zip(&b).for_each(|(s, x)| *s += x);
+                    a
+                },
+            );
+        let tensor = |values: Vec<f32>, shape: Vec<usize>| {
+            FlexTensor::from_data(TensorData::new(values, shape))
+        };
+        [
+            tensor(d_hidden, vec![n, h]),
+            tensor(d_weight, vec![h, v]),
+            tensor(d_bias, vec![v]),
+        ]
     }
 }
 
 impl CrossEntropyOps for Flex {
-    fn softmax_cross_entropy(logits: FlexTensor, targets: FlexTensor) -> FlexTensor {
-        Self::ce_forward(&logits, &Self::target_ids(targets)).0
+    fn linear_cross_entropy(
+        hidden: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        targets: FlexTensor,
+    ) -> FlexTensor {
+        Self::ce_forward(&hidden, &weight, &bias, targets).0
     }
 }
 
 impl<B: Backend + CrossEntropyKernels, C: CheckpointStrategy> CrossEntropyOps for Autodiff<B, C> {
-    fn softmax_cross_entropy(
-        logits: FloatTensor<Self>,
+    fn linear_cross_entropy(
+        hidden: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
         targets: IntTensor<Self>,
     ) -> FloatTensor<Self> {
         #[derive(Debug)]
-        struct SoftmaxCrossEntropy;
+        struct LinearCrossEntropy;
 
-        impl<B: Backend + CrossEntropyKernels> Backward<B, 1> for SoftmaxCrossEntropy {
-            type State = (FloatTensor<B>, Vec<f32>, Vec<i64>);
+        impl<B: Backend + CrossEntropyKernels> Backward<B, 3> for LinearCrossEntropy {
+            type State = Saved;
 
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let (logits, lse, targets) = ops.state;
-                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-                    B::ce_backward(logits, &lse, &targets, grad)
-                });
+            fn backward(self, ops: Ops<Saved, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+                let grad = grads.consume::<B>(&ops.node);
+                let out = B::ce_backward(ops.state, grad);
+                for (parent, g) in ops.parents.into_iter().zip(out) {
+                    if let Some(node) = parent {
+                        grads.register::<B>(node.id, g);
+                    }
+                }
             }
         }
 
-        let targets = B::target_ids(targets);
-        let guard = logits.node();
-        let logits = logits.into_primitive();
-        let (loss, lse) = B::ce_forward(&logits, &targets);
-        match SoftmaxCrossEntropy
-            .prepare::<C>([guard])
+        let guards = [hidden.node(), weight.node(), bias.node()];
+        let [hidden, weight, bias] = [hidden, weight, bias].map(|t| t.into_primitive());
+        let (loss, saved) = B::ce_forward(&hidden, &weight, &bias, targets);
+        match LinearCrossEntropy
+            .prepare::<C>(guards)
             .compute_bound()
             .stateful()
         {
-            OpsKind::Tracked(prep) => prep.finish((logits, lse, targets), loss),
+            OpsKind::Tracked(prep) => prep.finish(saved, loss),
             OpsKind::UnTracked(prep) => prep.finish(loss),
         }
     }
@@ -218,24 +293,31 @@ impl<B: Backend + CrossEntropyKernels, C: CheckpointStrategy> CrossEntropyOps fo
 mod tests {
     use super::*;
     use crate::loss::reference_cross_entropy;
+    use burn::module::{Module, Param};
+    use burn::nn::LinearConfig;
     use burn::tensor::{Device, Distribution};
 
-    fn values(t: Tensor<2>) -> Vec<f32> {
-        t.into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .unwrap()
+    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        let data = t.into_data().convert::<f32>();
+        data.try_into_vec::<f32>().unwrap()
     }
 
-    /// Random logits `[n, v]`, targets and row weights (some zero, as padding) on `device`.
-    fn problem(n: usize, v: usize, device: &Device) -> (Tensor<2>, Tensor<1, Int>, Tensor<1>) {
+    /// An output layer `[h, v]` with a non-zero bias, hidden states `[n, h]`, targets and row
+    /// weights (some zero, as padding) on `device`.
+    fn problem(
+        [n, h, v]: [usize; 3],
+        device: &Device,
+    ) -> (Linear, Tensor<2>, Tensor<1, Int>, Tensor<1>) {
         device.seed(7);
-        let logits = Tensor::<2>::random([n, v], Distribution::Normal(0.0, 3.0), device);
+        let mut output = LinearConfig::new(h, v).init(device);
+        let bias = Tensor::<1>::random([v], Distribution::Normal(0.0, 1.0), device);
+        output.bias = Some(Param::from_tensor(bias));
+        let hidden = Tensor::<2>::random([n, h], Distribution::Normal(0.0, 2.0), device);
         let targets: Vec<u32> = (0..n).map(|r| ((r * 7919) % v) as u32).collect();
         let targets = crate::ids_tensor(&targets, [n], device);
         let weights: Vec<f32> = (0..n).map(|r| if r % 5 == 4 { 0.0 } else { 1.0 }).collect();
         let weights = Tensor::<1>::from_data(TensorData::new(weights, [n]), device);
-        (logits, targets, weights)
+        (output, hidden, targets, weights)
     }
 
     #[test]
@@ -251,61 +333,68 @@ mod tests {
     }
 
     #[test]
-    fn forward_and_gradient_match_the_reference_loss() {
+    fn forward_and_gradients_match_the_reference_loss() {
         let device = Device::flex().autodiff();
-        let (logits, targets, weights) = problem(37, 1000, &device);
+        let (output, hidden, targets, weights) = problem([37, 16, 1000], &device);
         let run = |fused: bool| {
-            let logits = logits.clone().require_grad();
+            let hidden = hidden.clone().require_grad();
             let rows = match fused {
-                true => softmax_cross_entropy(logits.clone(), targets.clone()),
-                false => reference_cross_entropy(logits.clone(), targets.clone()),
+                true => linear_cross_entropy(&output, hidden.clone(), targets.clone()),
+                false => reference_cross_entropy(output.forward(hidden.clone()), targets.clone()),
             };
-            let loss = (rows.clone() * weights.clone()).sum();
-            let grads = loss.backward();
-            let rows = rows
-                .inner()
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .unwrap();
-            (rows, values(logits.grad(&grads).unwrap()))
+            let grads = (rows.clone() * weights.clone()).sum().backward();
+            let bias = output.bias.as_ref().unwrap().grad(&grads).unwrap();
+            [
+                values(rows.inner()),
+                values(hidden.grad(&grads).unwrap()),
+                values(output.weight.grad(&grads).unwrap()),
+                values(bias),
+            ]
         };
-        let (fused_rows, fused_grad) = run(true);
-        let (ref_rows, ref_grad) = run(false);
-        for (a, b) in fused_rows.iter().zip(&ref_rows) {
-            assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "loss {a} vs {b}");
-        }
-        for (a, b) in fused_grad.iter().zip(&ref_grad) {
-            assert!((a - b).abs() <= 1e-6, "gradient {a} vs {b}");
+        let fused = run(true);
+        let stock = run(false);
+        let what = [
+            "loss",
+            "hidden gradient",
+            "weight gradient",
+            "bias gradient",
+        ];
+        for ((a, b), what) in fused.iter().zip(&stock).zip(what) {
+            for (x, y) in a.iter().zip(b) {
+                assert!(
+                    (x - y).abs() <= 1e-5 * y.abs().max(1.0),
+                    "{what}: {x} vs {y}"
+                );
+            }
         }
     }
 
     #[test]
     fn gradient_matches_finite_differences() {
         let device = Device::flex().autodiff();
-        let (n, v) = (6, 5);
-        let (logits, targets, weights) = problem(n, v, &device);
-        let w = weights.clone().inner().into_data().convert::<f32>();
-        let w = w.try_into_vec::<f32>().unwrap();
-        // Only row `r` changes when one of its logits does; reading that row alone keeps the
-        // other rows' rounding out of the difference.
-        let row_loss = |l: Tensor<2>, r: usize| -> f64 {
-            let rows = softmax_cross_entropy(l, targets.clone().inner()).into_data();
-            f64::from(rows.convert::<f32>().try_into_vec::<f32>().unwrap()[r] * w[r])
-        };
-        let x = logits.clone().require_grad();
-        let grads = (softmax_cross_entropy(x.clone(), targets.clone()) * weights.clone())
+        let [n, h, v] = [6, 3, 5];
+        let (output, hidden, targets, weights) = problem([n, h, v], &device);
+        let x = hidden.clone().require_grad();
+        let grads = (linear_cross_entropy(&output, x.clone(), targets.clone()) * weights.clone())
             .sum()
             .backward();
         let analytic = values(x.grad(&grads).unwrap());
-        let base = values(logits.clone().inner());
+        let w = values(weights.inner());
+        let inner = output.valid();
+        // Only row `r` changes when one of its inputs does; reading that row alone keeps the
+        // other rows' rounding out of the difference.
+        let row_loss = |p: Vec<f32>, r: usize| -> f64 {
+            let p = Tensor::from_data(TensorData::new(p, [n, h]), &Device::flex());
+            let rows = linear_cross_entropy(&inner, p, targets.clone().inner());
+            f64::from(values(rows)[r] * w[r])
+        };
+        let base = values(hidden.inner());
         let eps = 5e-2f32;
-        for i in 0..n * v {
+        for i in 0..n * h {
             let shifted = |d: f32| {
                 let mut p = base.clone();
                 p[i] += d;
-                let p = Tensor::from_data(TensorData::new(p, [n, v]), &Device::flex());
-                row_loss(p, i / v)
+                row_loss(p, i / h)
             };
             // Fourth-order central difference.
             let near = shifted(eps) - shifted(-eps);

@@ -22,7 +22,8 @@ use burn::nn::{GateController, Lstm, LstmState};
 use burn::prelude::s;
 use burn::tensor::{Tensor, TensorData};
 use burn_flex::FlexTensor;
-use gemm::Parallelism;
+
+use crate::blas::{Operand, matmul};
 
 /// The LSTM recurrence as a backend operation.
 #[backend_extension(Flex, Autodiff)]
@@ -91,58 +92,11 @@ fn bias_of(linear: &burn::nn::Linear) -> Tensor<1> {
         .map_or_else(|| Tensor::zeros([d], &linear.weight.device()), |b| b.val())
 }
 
-/// `dst[m, n] = (dst if accumulate) + a[m, k] · b[k, n]`; each operand row-major with the
-/// given (row, column) strides, so transposes cost nothing.
-#[allow(clippy::too_many_arguments)]
-fn matmul(
-    dst: &mut [f32],
-    [m, n, k]: [usize; 3],
-    a: &[f32],
-    [a_rs, a_cs]: [usize; 2],
-    b: &[f32],
-    [b_rs, b_cs]: [usize; 2],
-    accumulate: bool,
-    parallel: bool,
-) {
-    assert!(dst.len() >= m * n);
-    assert!(m == 0 || k == 0 || a.len() > (m - 1) * a_rs + (k - 1) * a_cs);
-    assert!(k == 0 || n == 0 || b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
-    let parallelism = if parallel {
-        Parallelism::Rayon(0)
-    } else {
-        Parallelism::None
-    };
-    // SAFETY: the asserts above keep every index the strides reach inside the slices.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.as_ptr(),
-            a_cs as isize,
-            a_rs as isize,
-            b.as_ptr(),
-            b_cs as isize,
-            b_rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
-}
-
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
-fn floats(t: &FlexTensor) -> Cow<'_, [f32]> {
+pub(crate) fn floats(t: &FlexTensor) -> Cow<'_, [f32]> {
     match t.as_slice::<f32>() {
         Some(s) => Cow::Borrowed(s),
         None => Cow::Owned(
@@ -216,16 +170,8 @@ impl LstmKernels for Flex {
         }
         // Input projection of every step at once, bias included.
         let mut gates: Vec<f32> = bias.iter().copied().cycle().take(t * b * g4).collect();
-        matmul(
-            &mut gates,
-            [t * b, g4, e],
-            &xs,
-            [e, 1],
-            &w_ih,
-            [g4, 1],
-            true,
-            true,
-        );
+        let (xs_m, w_ih_m) = (Operand::rows(&xs, e), Operand::rows(&w_ih, g4));
+        matmul(&mut gates, [t * b, g4, e], xs_m, w_ih_m, true);
         let mut h = vec![0.0f32; (t + 1) * b * hd];
         let mut c = vec![0.0f32; (t + 1) * b * hd];
         h[..b * hd].copy_from_slice(&floats(h0));
@@ -233,16 +179,8 @@ impl LstmKernels for Flex {
         for ti in 0..t {
             let (h_prev, h_next) = h[ti * b * hd..(ti + 2) * b * hd].split_at_mut(b * hd);
             let step = &mut gates[ti * b * g4..(ti + 1) * b * g4];
-            matmul(
-                step,
-                [b, g4, hd],
-                h_prev,
-                [hd, 1],
-                &w_hh,
-                [g4, 1],
-                true,
-                false,
-            );
+            let (h_m, w_hh_m) = (Operand::rows(h_prev, hd), Operand::rows(&w_hh, g4));
+            matmul(step, [b, g4, hd], h_m, w_hh_m, true);
             let (c_prev, c_next) = c[ti * b * hd..(ti + 2) * b * hd].split_at_mut(b * hd);
             for bi in 0..b {
                 let row = &mut step[bi * g4..(bi + 1) * g4];
@@ -313,32 +251,18 @@ impl LstmKernels for Flex {
                 }
             }
             // dh for the step before: dG · w_hhᵀ.
-            matmul(
-                &mut dh,
-                [b, hd, g4],
-                step,
-                [g4, 1],
-                &w_hh,
-                [1, g4],
-                false,
-                false,
-            );
+            let (d_m, w_hh_t) = (Operand::rows(step, g4), Operand::transposed(&w_hh, g4));
+            matmul(&mut dh, [b, hd, g4], d_m, w_hh_t, false);
         }
         // Weight, bias and input gradients over all steps at once.
         // inputᵀ · dG for an input of `width` features per row, `t * b` rows.
         let weight_grad = |input: &[f32], width: usize| {
             let mut dw = vec![0.0f32; width * g4];
-            let dims = [width, g4, t * b];
-            matmul(
-                &mut dw,
-                dims,
-                input,
-                [1, width],
-                &d_gates,
-                [g4, 1],
-                false,
-                true,
+            let (input_t, d_m) = (
+                Operand::transposed(input, width),
+                Operand::rows(&d_gates, g4),
             );
+            matmul(&mut dw, [width, g4, t * b], input_t, d_m, false);
             dw
         };
         let dw_hh = weight_grad(&h[..t * b * hd], hd);
@@ -348,16 +272,8 @@ impl LstmKernels for Flex {
             db.iter_mut().zip(row).for_each(|(s, v)| *s += v);
         }
         let mut dxs = vec![0.0f32; t * b * e];
-        matmul(
-            &mut dxs,
-            [t * b, e, g4],
-            &d_gates,
-            [g4, 1],
-            &w_ih,
-            [1, g4],
-            false,
-            true,
-        );
+        let (d_m, w_ih_t) = (Operand::rows(&d_gates, g4), Operand::transposed(&w_ih, g4));
+        matmul(&mut dxs, [t * b, e, g4], d_m, w_ih_t, false);
         let mut dx = vec![0.0f32; b * t * e];
         for bi in 0..b {
             for ti in 0..t {

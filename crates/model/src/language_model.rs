@@ -140,6 +140,12 @@ impl LanguageModel {
         self.output.forward(hidden)
     }
 
+    /// Per-row cross-entropy of the output layer on `hidden [N, H]` against `targets [N]`
+    /// (fused on flex: the logits are never a tensor of their own).
+    pub fn loss_rows(&self, hidden: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
+        crate::loss::output_cross_entropy(&self.output, hidden, targets)
+    }
+
     /// Number of vocabulary entries the model predicts over.
     pub fn vocab_size(&self) -> usize {
         let [vocab, _] = self.embedding.weight.shape().dims();

@@ -1,6 +1,7 @@
 //! The LSTM language model and everything that uses a trained one: the loss it trains on,
 //! sampling, generation with carried state, and checkpoints shared by `train` and `inference`.
 
+pub mod blas;
 pub mod checkpoint;
 pub mod device;
 pub mod fused_cross_entropy;

@@ -1,30 +1,34 @@
 //! Weighted softmax cross-entropy over next-token logits.
 
+use burn::nn::Linear;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor};
 
 use crate::device::runs_fused_ops;
-use crate::fused_cross_entropy;
+use crate::fused_cross_entropy::linear_cross_entropy;
 
-/// Mean cross-entropy of `logits [N, vocab]` against `targets [N]`, each position weighted by
-/// `weights [N]` (0 drops a padding position); the mean is over the weights' sum. Runs the
-/// fused operation on flex and [`reference_cross_entropy`] elsewhere.
-pub fn weighted_cross_entropy(
-    logits: Tensor<2>,
+/// Per-row cross-entropy of `output` applied to `hidden [N, H]` against `targets [N]`: the
+/// fused operation on flex, [`reference_cross_entropy`] of the layer's logits elsewhere.
+pub fn output_cross_entropy(
+    output: &Linear,
+    hidden: Tensor<2>,
     targets: Tensor<1, Int>,
-    weights: Tensor<1>,
-    weight_sum: f32,
 ) -> Tensor<1> {
-    let per_row = if runs_fused_ops(&logits.device()) {
-        fused_cross_entropy::softmax_cross_entropy(logits, targets)
+    if runs_fused_ops(&hidden.device()) {
+        linear_cross_entropy(output, hidden, targets)
     } else {
-        reference_cross_entropy(logits, targets)
-    };
-    (per_row * weights).sum().div_scalar(weight_sum.max(1.0))
+        reference_cross_entropy(output.forward(hidden), targets)
+    }
 }
 
-/// Per-row cross-entropy from Burn's own `log_softmax` and `gather`: the reference the fused
-/// operation is tested against, and the path on other backends.
+/// The mean of per-row losses weighted by `weights [N]` (0 drops a padding position), over
+/// the weights' sum.
+pub fn weighted_mean(rows: Tensor<1>, weights: Tensor<1>, weight_sum: f32) -> Tensor<1> {
+    (rows * weights).sum().div_scalar(weight_sum.max(1.0))
+}
+
+/// Per-row cross-entropy of `logits [N, V]` from Burn's own `log_softmax` and `gather`: the
+/// reference the fused operation is tested against, and the path on other backends.
 pub fn reference_cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
     log_softmax(logits, 1)
         .gather(1, targets.unsqueeze_dim(1))
@@ -35,6 +39,8 @@ pub fn reference_cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Te
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::module::Param;
+    use burn::nn::LinearConfig;
     use burn::tensor::Device;
 
     #[test]
@@ -52,14 +58,15 @@ mod tests {
         let weights = Tensor::<1>::from_floats([1.0, 0.0, 1.0], &d);
         let lse = (1f64.exp() + 2f64.exp() + 3f64.exp() + 4f64.exp()).ln();
         let want = (4f64.ln() + (lse - 4.0)) / 2.0;
+        // An identity output layer passes the logits through: fused (flex) and stock (ndarray).
         for device in [d.clone(), crate::Backend::Ndarray.device()] {
-            let got: f32 = weighted_cross_entropy(
-                logits.clone().to_device(&device),
-                targets.clone().to_device(&device),
-                weights.clone().to_device(&device),
-                2.0,
-            )
-            .into_scalar();
+            let mut output = LinearConfig::new(4, 4).init(&device);
+            output.weight = Param::from_tensor(Tensor::eye(4, &device));
+            output.bias = Some(Param::from_tensor(Tensor::zeros([4], &device)));
+            let [hidden, weights] = [logits.clone(), weights.clone().unsqueeze_dim::<2>(0)]
+                .map(|t| t.to_device(&device));
+            let rows = output_cross_entropy(&output, hidden, targets.clone().to_device(&device));
+            let got: f32 = weighted_mean(rows, weights.squeeze_dim(0), 2.0).into_scalar();
             assert!(
                 (got as f64 - want).abs() < 1e-5,
                 "{device:?}: {got} vs {want}"

@@ -5,7 +5,7 @@ use burn::optim::{AdaGradConfig, AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::s;
 use burn::tensor::{Device, Tensor, TensorData};
 use data::Batch;
-use model::loss::weighted_cross_entropy;
+use model::loss::weighted_mean;
 use model::recurrent::State;
 use model::{LanguageModel, ids_tensor};
 
@@ -81,8 +81,9 @@ pub fn batch_loss(
     } else {
         hidden
     };
-    let logits = model.logits(hidden).reshape([n, model.vocab_size()]);
-    let loss = weighted_cross_entropy(logits, targets, weights, weight);
+    let [_, rows, width] = hidden.dims();
+    let losses = model.loss_rows(hidden.reshape([b * rows, width]), targets);
+    let loss = weighted_mean(losses, weights, weight);
     (loss, f64::from(weight), state)
 }
 
