@@ -35,6 +35,9 @@ struct CompareArgs {
     /// Fewer rounds and steps: finishes in a few minutes.
     #[arg(long)]
     quick: bool,
+    /// Leave out the stock-Burn row (Burn's own LSTM, Linear and cross-entropy).
+    #[arg(long)]
+    no_stock: bool,
     /// Rounds of (ours, PyTorch); each round starts fresh processes.
     #[arg(long)]
     rounds: Option<usize>,
@@ -80,9 +83,13 @@ fn compare(args: &CompareArgs) -> Result<()> {
     let mut runs = Vec::new();
     for round in 1..=rounds {
         eprintln!("round {round}/{rounds}: ours");
-        runs.push(ours::spawn(&batches, steps)?);
+        runs.push(ours::spawn(&batches, steps, false)?);
         eprintln!("round {round}/{rounds}: PyTorch");
         runs.push(pytorch::spawn(&python, &batches, steps)?);
+        if !args.no_stock {
+            eprintln!("round {round}/{rounds}: stock Burn");
+            runs.push(ours::spawn(&batches, steps, true)?);
+        }
     }
     print!("{}", report::table(&batches, &runs));
     Ok(())

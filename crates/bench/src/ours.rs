@@ -75,10 +75,14 @@ pub fn memorise() -> Result<ToTarget> {
     })
 }
 
-/// Runs `bench ours` as a child process and reads its report.
-pub fn spawn(batches: &BatchFile, steps: usize) -> Result<Measured> {
+/// Runs `bench ours` as a child process and reads its report; `stock` turns the fused
+/// operations and OpenBLAS off (Burn's own `nn::Lstm`, `Linear` and cross-entropy).
+pub fn spawn(batches: &BatchFile, steps: usize, stock: bool) -> Result<Measured> {
     let exe = std::env::current_exe().context("locating the bench binary")?;
     let mut cmd = Command::new(exe);
+    if stock {
+        cmd.env("TEXTGEN_FUSED", "0").env("TEXTGEN_BLAS", "gemm");
+    }
     cmd.args(["ours", "--batches"])
         .arg(&batches.meta)
         .args(["--steps", &steps.to_string()]);
@@ -125,8 +129,12 @@ pub fn run(args: &OursArgs) -> Result<()> {
     }
     let gen_tokens_per_s =
         generation_speed(&model.valid(), &vocab, &t.backend.device(), args.gen_tokens);
+    let stock = !model::device::runs_fused_ops(&device);
     let report = Measured {
-        system: format!("ours ({})", t.backend),
+        system: match stock {
+            true => format!("stock Burn ({})", t.backend),
+            false => format!("ours ({}, {})", t.backend, model::blas::implementation()),
+        },
         ms,
         losses,
         peak_rss_mib: peak_rss_mib(),

@@ -64,6 +64,13 @@ pub fn table(batches: &BatchFile, runs: &[Measured]) -> String {
             ours / pytorch
         );
     }
+    if let [ours, _, stock] = tokens_per_s[..] {
+        let _ = writeln!(
+            out,
+            "ratio ours/stock-burn tokens_per_s = {:.2}",
+            ours / stock
+        );
+    }
     out
 }
 

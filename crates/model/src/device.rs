@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
@@ -34,9 +35,12 @@ impl Backend {
 }
 
 /// Whether `device` runs the fused LSTM and loss (flex, with or without autodiff); other
-/// backends run Burn's stock `nn::Lstm` and cross-entropy.
+/// backends run Burn's stock `nn::Lstm`, `Linear` and cross-entropy, as does flex when
+/// `TEXTGEN_FUSED=0` is set (the bench's "stock Burn" row).
 pub fn runs_fused_ops(device: &Device) -> bool {
-    device.clone().inner() == Device::flex()
+    static ENABLED: OnceLock<bool> = OnceLock::new();
+    *ENABLED.get_or_init(|| std::env::var("TEXTGEN_FUSED").map_or(true, |v| v != "0"))
+        && device.clone().inner() == Device::flex()
 }
 
 impl fmt::Display for Backend {

@@ -2,7 +2,7 @@
 //! word-level language model, and the char-level and toy models of the other seeds. Softmax
 //! lives in the loss and in sampling.
 
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::{
     Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig, Lstm,
 };
@@ -87,7 +87,7 @@ impl ModelConfig {
                 self.cell.layer(d_input, self.hidden_size, device)
             })
             .collect();
-        LanguageModel {
+        let model = LanguageModel {
             // Keras's Embedding default; Burn's N(0, 1) starts training at a far higher loss.
             embedding: EmbeddingConfig::new(vocab_size, self.embedding_dim)
                 .with_initializer(Initializer::Uniform {
@@ -98,7 +98,21 @@ impl ModelConfig {
             layers,
             dropout: DropoutConfig::new(self.dropout).init(),
             output: LinearConfig::new(self.hidden_size, vocab_size).init(device),
-        }
+        };
+        // Burn draws a parameter's initial values when it is first read. Reading them all
+        // now, in declaration order, makes the weights a function of the seed alone, not of
+        // which forward path (fused or stock) touches them first.
+        model.visit(&mut Materialise);
+        model
+    }
+}
+
+/// Reads every float parameter once.
+struct Materialise;
+
+impl ModuleVisitor for Materialise {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let _ = param.val();
     }
 }
 
