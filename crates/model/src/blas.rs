@@ -98,9 +98,14 @@ impl<'a> Operand<'a> {
     }
 }
 
+/// Products at most this large (m·n·k) skip OpenBLAS, whose packing and thread start-up cost
+/// more than the arithmetic there (seed 000's one-sequence steps: 1 x 128 x 512).
+const SMALL: usize = 1 << 18;
+
 /// `dst[m, n] = (dst if accumulate) + a[m, k] · b[k, n]`, `dst` row-major.
 pub fn matmul(dst: &mut [f32], dims: [usize; 3], a: Operand, b: Operand, accumulate: bool) {
-    product(openblas(), dst, dims, a, b, accumulate);
+    let sgemm = openblas().filter(|_| dims.iter().product::<usize>() > SMALL);
+    product(sgemm, dst, dims, a, b, accumulate);
 }
 
 /// [`matmul`] through `sgemm`, or through the `gemm` crate when `None`.
@@ -169,7 +174,11 @@ fn product(
             false,
             false,
             false,
-            Parallelism::Rayon(0),
+            if m * n * k > SMALL {
+                Parallelism::Rayon(0)
+            } else {
+                Parallelism::None
+            },
         );
     }
 }

@@ -143,6 +143,10 @@ fn row_lse(row: &[f32]) -> f32 {
     max + sum.iter().sum::<f32>().ln()
 }
 
+/// Logits at most this many are handled on the calling thread: waking the thread pool costs
+/// more than the work (seed 000's 50 x 42 logits).
+const PARALLEL: usize = 1 << 16;
+
 impl CrossEntropyKernels for Flex {
     fn ce_forward(
         hidden: &FlexTensor,
@@ -161,7 +165,10 @@ impl CrossEntropyKernels for Flex {
         let mut logits: Vec<f32> = floats(bias).iter().copied().cycle().take(n * v).collect();
         let (h_m, w_m) = (Operand::rows(&hidden, h), Operand::rows(&weight, v));
         matmul(&mut logits, [n, v, h], h_m, w_m, true);
-        let lse: Vec<f32> = logits.par_chunks(v).map(row_lse).collect();
+        let lse: Vec<f32> = match logits.len() > PARALLEL {
+            true => logits.par_chunks(v).map(row_lse).collect(),
+            false => logits.chunks(v).map(row_lse).collect(),
+        };
         let loss: Vec<f32> = (0..n)
             .map(|r| lse[r] - logits[r * v + targets[r] as usize])
             .collect();
@@ -187,7 +194,7 @@ impl CrossEntropyKernels for Flex {
         } = saved;
         let g = floats(&grad);
         // The logits become d loss / d logits in place.
-        logits.par_chunks_mut(v).enumerate().for_each(|(r, row)| {
+        let softmax_grad = |(r, row): (usize, &mut [f32])| {
             let (g, lse) = (g[r], lse[r]);
             if g == 0.0 {
                 row.fill(0.0);
@@ -195,7 +202,11 @@ impl CrossEntropyKernels for Flex {
             }
             row.iter_mut().for_each(|x| *x = g * exp(*x - lse));
             row[targets[r] as usize] -= g;
-        });
+        };
+        match logits.len() > PARALLEL {
+            true => logits.par_chunks_mut(v).enumerate().for_each(softmax_grad),
+            false => logits.chunks_mut(v).enumerate().for_each(softmax_grad),
+        }
         let d = Operand::rows(&logits, v);
         let mut d_hidden = vec![0.0f32; n * h];
         matmul(
@@ -213,22 +224,24 @@ impl CrossEntropyKernels for Flex {
             d,
             false,
         );
-        let d_bias = logits
-            .par_chunks(v * 256)
-            .map(|rows| {
-                let mut sum = vec![0.0f32; v];
-                for row in rows.chunks_exact(v) {
-                    sum.iter_mut().zip(row).for_each(|(s, x)| *s += x);
-                }
-                sum
-            })
-            .reduce(
-                || vec![0.0f32; v],
-                |mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(s, x)| *s += x);
-                    a
-                },
-            );
+        let column_sums = |rows: &[f32]| {
+            let mut sum = vec![0.0f32; v];
+            for row in rows.chunks_exact(v) {
+                sum.iter_mut().zip(row).for_each(|(s, x)| *s += x);
+            }
+            sum
+        };
+        let add = |mut a: Vec<f32>, b: Vec<f32>| {
+            a.iter_mut().zip(&b).for_each(|(s, x)| *s += x);
+            a
+        };
+        let d_bias = match logits.len() > PARALLEL {
+            true => logits
+                .par_chunks(v * 256)
+                .map(column_sums)
+                .reduce(|| vec![0.0f32; v], add),
+            false => column_sums(&logits),
+        };
         let tensor = |values: Vec<f32>, shape: Vec<usize>| {
             FlexTensor::from_data(TensorData::new(values, shape))
         };
