@@ -204,12 +204,14 @@ impl Checkpoint {
             .model
             .init(self.meta.vocab_size, device)
             .try_load_file(&path)
-            .map_err(|e| CheckpointError::VocabMismatch {
-                path: path.clone(),
-                detail: format!(
-                    "the weights do not fit a {}-entry vocabulary with {:?}: {e}",
-                    self.meta.vocab_size, self.meta.model
-                ),
+            .map_err(|e| {
+                file_err(
+                    &path,
+                    format!(
+                        "the weights do not fit a {}-entry vocabulary with {:?} (a checkpoint from another vocabulary, or from before the model's layout changed): {e}",
+                        self.meta.vocab_size, self.meta.model
+                    ),
+                )
             })?;
         Ok(model)
     }
