@@ -15,12 +15,12 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::nn::Linear;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 use crate::blas::{Operand, matmul};
-use crate::fused_lstm::floats;
+use crate::fused_support::{floats, linear_bias, tensor};
 
 /// The output layer's per-row cross-entropy as a backend operation.
 #[backend_extension(Flex, Autodiff)]
@@ -42,10 +42,6 @@ pub struct Saved {
     logits: Vec<f32>,
     lse: Vec<f32>,
     targets: Vec<i64>,
-    /// `[N, H]`.
-    hidden: Vec<f32>,
-    /// `[H, V]`.
-    weight: Vec<f32>,
     dims: [usize; 3],
 }
 
@@ -58,8 +54,14 @@ pub trait CrossEntropyKernels: Backend {
         bias: &FloatTensor<Self>,
         targets: IntTensor<Self>,
     ) -> (FloatTensor<Self>, Saved);
-    /// Gradients of hidden, weight and bias for the per-row loss gradient `grad [N]`.
-    fn ce_backward(saved: Saved, grad: FloatTensor<Self>) -> [FloatTensor<Self>; 3];
+    /// Gradients of hidden, weight and bias for the per-row loss gradient `grad [N]`, from
+    /// the forward pass's inputs.
+    fn ce_backward(
+        saved: Saved,
+        hidden: &FloatTensor<Self>,
+        weight: &FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> [FloatTensor<Self>; 3];
 }
 
 /// Per-row cross-entropy of `output` applied to `hidden [N, H]` against `targets [N]`; flex
@@ -70,11 +72,7 @@ pub fn linear_cross_entropy(
     targets: Tensor<1, Int>,
 ) -> Tensor<1> {
     let weight = output.weight.val();
-    let [_, v] = weight.dims();
-    let bias = output
-        .bias
-        .as_ref()
-        .map_or_else(|| Tensor::zeros([v], &weight.device()), |b| b.val());
+    let bias = linear_bias(output);
     let out = <Dispatch as CrossEntropyOps>::linear_cross_entropy(
         hidden.into_dispatch(),
         weight.into_dispatch(),
@@ -161,7 +159,7 @@ impl CrossEntropyKernels for Flex {
             .convert::<i64>()
             .try_into_vec::<i64>()
             .expect("integer targets");
-        let (hidden, weight) = (floats(hidden).into_owned(), floats(weight).into_owned());
+        let (hidden, weight) = (floats(hidden), floats(weight));
         let mut logits: Vec<f32> = floats(bias).iter().copied().cycle().take(n * v).collect();
         let (h_m, w_m) = (Operand::rows(&hidden, h), Operand::rows(&weight, v));
         matmul(&mut logits, [n, v, h], h_m, w_m, true);
@@ -176,22 +174,24 @@ impl CrossEntropyKernels for Flex {
             logits,
             lse,
             targets,
-            hidden,
-            weight,
             dims: [n, h, v],
         };
-        (FlexTensor::from_data(TensorData::new(loss, [n])), saved)
+        (tensor(loss, &[n]), saved)
     }
 
-    fn ce_backward(saved: Saved, grad: FlexTensor) -> [FlexTensor; 3] {
+    fn ce_backward(
+        saved: Saved,
+        hidden: &FlexTensor,
+        weight: &FlexTensor,
+        grad: FlexTensor,
+    ) -> [FlexTensor; 3] {
         let Saved {
             mut logits,
             lse,
             targets,
-            hidden,
-            weight,
             dims: [n, h, v],
         } = saved;
+        let (hidden, weight) = (floats(hidden), floats(weight));
         let g = floats(&grad);
         // The logits become d loss / d logits in place.
         let softmax_grad = |(r, row): (usize, &mut [f32])| {
@@ -242,13 +242,10 @@ impl CrossEntropyKernels for Flex {
                 .reduce(|| vec![0.0f32; v], add),
             false => column_sums(&logits),
         };
-        let tensor = |values: Vec<f32>, shape: Vec<usize>| {
-            FlexTensor::from_data(TensorData::new(values, shape))
-        };
         [
-            tensor(d_hidden, vec![n, h]),
-            tensor(d_weight, vec![h, v]),
-            tensor(d_bias, vec![v]),
+            tensor(d_hidden, &[n, h]),
+            tensor(d_weight, &[h, v]),
+            tensor(d_bias, &[v]),
         ]
     }
 }
@@ -275,11 +272,17 @@ impl<B: Backend + CrossEntropyKernels, C: CheckpointStrategy> CrossEntropyOps fo
         struct LinearCrossEntropy;
 
         impl<B: Backend + CrossEntropyKernels> Backward<B, 3> for LinearCrossEntropy {
-            type State = Saved;
+            type State = (Saved, FloatTensor<B>, FloatTensor<B>);
 
-            fn backward(self, ops: Ops<Saved, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let (saved, hidden, weight) = ops.state;
                 let grad = grads.consume::<B>(&ops.node);
-                let out = B::ce_backward(ops.state, grad);
+                let out = B::ce_backward(saved, &hidden, &weight, grad);
                 for (parent, g) in ops.parents.into_iter().zip(out) {
                     if let Some(node) = parent {
                         grads.register::<B>(node.id, g);
@@ -296,7 +299,7 @@ impl<B: Backend + CrossEntropyKernels, C: CheckpointStrategy> CrossEntropyOps fo
             .compute_bound()
             .stateful()
         {
-            OpsKind::Tracked(prep) => prep.finish(saved, loss),
+            OpsKind::Tracked(prep) => prep.finish((saved, hidden, weight), loss),
             OpsKind::UnTracked(prep) => prep.finish(loss),
         }
     }
@@ -308,7 +311,7 @@ mod tests {
     use crate::loss::reference_cross_entropy;
     use burn::module::{Module, Param};
     use burn::nn::LinearConfig;
-    use burn::tensor::{Device, Distribution};
+    use burn::tensor::{Device, Distribution, TensorData};
 
     fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
         let data = t.into_data().convert::<f32>();

@@ -10,8 +10,6 @@
 //!
 //! The gate order in the concatenated weights is input, forget, cell (candidate), output.
 
-use std::borrow::Cow;
-
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -20,10 +18,11 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::nn::{GateController, Lstm, LstmState};
 use burn::prelude::s;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::Tensor;
 use burn_flex::FlexTensor;
 
 use crate::blas::{Operand, matmul};
+use crate::fused_support::{floats, linear_bias, tensor};
 
 /// The LSTM recurrence as a backend operation.
 #[backend_extension(Flex, Autodiff)]
@@ -65,7 +64,7 @@ pub fn forward(
     let w_hh = cat(|g| g.hidden_transform.weight.val());
     let bias = Tensor::cat(
         gates
-            .map(|g| bias_of(&g.input_transform) + bias_of(&g.hidden_transform))
+            .map(|g| linear_bias(&g.input_transform) + linear_bias(&g.hidden_transform))
             .to_vec(),
         0,
     );
@@ -84,33 +83,8 @@ pub fn forward(
     (h_all, LstmState::new(c_last, h_last))
 }
 
-fn bias_of(linear: &burn::nn::Linear) -> Tensor<1> {
-    let [_, d] = linear.weight.dims();
-    linear
-        .bias
-        .as_ref()
-        .map_or_else(|| Tensor::zeros([d], &linear.weight.device()), |b| b.val())
-}
-
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
-}
-
-pub(crate) fn floats(t: &FlexTensor) -> Cow<'_, [f32]> {
-    match t.as_slice::<f32>() {
-        Some(s) => Cow::Borrowed(s),
-        None => Cow::Owned(
-            t.to_contiguous()
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .expect("f32 tensor"),
-        ),
-    }
-}
-
-fn tensor(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
 }
 
 /// What the forward pass keeps for the backward pass.
@@ -359,7 +333,7 @@ mod tests {
     use super::*;
     use burn::module::Module;
     use burn::nn::LstmConfig;
-    use burn::tensor::{Device, Distribution};
+    use burn::tensor::{Device, Distribution, TensorData};
 
     fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
         t.into_data()

@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod device;
 pub mod fused_cross_entropy;
 pub mod fused_lstm;
+mod fused_support;
 pub mod generator;
 pub mod language_model;
 pub mod loss;
