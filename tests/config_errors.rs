@@ -6,14 +6,23 @@ use clap::Parser;
 use e2e::{scratch, small_config};
 
 fn run(config: &Path) -> String {
+    run_with(config, &[])
+}
+
+/// The error of training `config` with the extra flags `flags`.
+fn run_with(config: &Path, flags: &[&str]) -> String {
     let out = config.with_file_name("run");
-    let args = train::Args::try_parse_from([
-        "train",
-        "--config",
-        config.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ])
+    let args = train::Args::try_parse_from(
+        [
+            "train",
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .into_iter()
+        .chain(flags.iter().copied()),
+    )
     .unwrap();
     format!("{:#}", train::run(&args).unwrap_err())
 }
@@ -84,4 +93,27 @@ fn a_diverging_loss_stops_training_with_a_clear_error() {
             .join("checkpoints/epoch-001")
             .exists()
     );
+}
+
+#[test]
+fn device_choices_are_checked_before_anything_is_written() {
+    let dir = scratch("device-flags");
+    let config = small_config(&dir, "");
+    let e = run_with(&config, &["--device", "1"]);
+    assert!(e.contains("--device") && e.contains("`flex`"), "{e}");
+    #[cfg(not(feature = "wgpu"))]
+    {
+        let e = run_with(&config, &["--backend", "wgpu"]);
+        assert!(e.contains("--features wgpu"), "{e}");
+    }
+    assert!(!dir.join("run").exists(), "nothing is written");
+
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("[train]\n", "[train]\ngraphics_api = \"opengl\"\n"),
+    )
+    .unwrap();
+    let e = run(&config);
+    assert!(e.contains("small.toml") && e.contains("opengl"), "{e}");
 }

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use burn::tensor::Device;
 use data::{Tokenizer, Vocab};
-use model::{Generator, ModelConfig, Sampling};
+use model::{DeviceArgs, DeviceSpec, Generator, ModelConfig, Sampling};
 use serde::{Deserialize, Serialize};
 use train::config::TrainConfig;
 use train::step::{optimizer, train_step};
@@ -28,6 +28,9 @@ pub struct OursArgs {
     /// Tokens to generate greedily for the generation figure.
     #[arg(long, default_value_t = 200)]
     gen_tokens: usize,
+    /// Backend and wgpu adapter (default: flex).
+    #[command(flatten)]
+    device: DeviceArgs,
 }
 
 /// What one measuring process reports (the PyTorch script prints the same fields).
@@ -111,7 +114,9 @@ pub fn run(args: &OursArgs) -> Result<()> {
         .with_context(|| format!("{}: cannot read", file.file.display()))?;
     let vocab = Vocab::load(&file.vocab)?;
     let t = TrainConfig::default();
-    let device = t.backend.autodiff_device();
+    let spec = args.device.apply(DeviceSpec::default());
+    let opened = spec.open().map_err(anyhow::Error::msg)?;
+    let device = opened.device.clone().autodiff();
     device.seed(42);
     let mut model =
         ModelConfig::sized(file.embedding_dim, file.hidden_size).init(vocab.len(), &device);
@@ -128,12 +133,16 @@ pub fn run(args: &OursArgs) -> Result<()> {
         }
     }
     let gen_tokens_per_s =
-        generation_speed(&model.valid(), &vocab, &t.backend.device(), args.gen_tokens);
+        generation_speed(&model.valid(), &vocab, &opened.device, args.gen_tokens);
     let stock = !model::device::runs_fused_ops(&device);
     let report = Measured {
         system: match stock {
-            true => format!("stock Burn ({})", t.backend),
-            false => format!("ours ({}, {})", t.backend, model::blas::implementation()),
+            true => format!("stock Burn ({})", opened.description),
+            false => format!(
+                "ours ({}, {})",
+                opened.description,
+                model::blas::implementation()
+            ),
         },
         ms,
         losses,

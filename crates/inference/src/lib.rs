@@ -7,8 +7,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use model::burn::tensor::Device;
 use model::sampling::{check_temperature, probabilities, top};
-use model::{Backend, Checkpoint, Generator, Sampling};
+use model::{Backend, Checkpoint, DeviceArgs, DeviceSpec, Generator, Sampling};
 
 /// Use a trained LSTM language model.
 #[derive(Debug, Clone, Parser)]
@@ -48,9 +49,9 @@ pub struct Source {
     /// The text to continue; standardised as the training data was.
     #[arg(long)]
     pub prompt: String,
-    /// CPU backend: flex or ndarray.
-    #[arg(long, default_value_t = Backend::Flex)]
-    pub backend: Backend,
+    /// Backend and wgpu adapter (default: flex).
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 /// `inference generate` flags.
@@ -103,18 +104,25 @@ struct Loaded {
     vocab: data::Vocab,
     ckpt: Checkpoint,
     source: Source,
+    device: Device,
 }
 
 impl Loaded {
     /// Opens the checkpoint `source` names and loads its model and vocabulary.
     fn open(source: &Source) -> Result<Self> {
+        let spec = source.device.apply(DeviceSpec::default());
+        let opened = spec.open().map_err(anyhow::Error::msg)?;
+        if spec.backend == Backend::Wgpu {
+            eprintln!("device: {}", opened.description);
+        }
         let ckpt = Checkpoint::open(&source.checkpoint)?;
-        let (model, vocab) = ckpt.load(&source.backend.device())?;
+        let (model, vocab) = ckpt.load(&opened.device)?;
         Ok(Self {
             model,
             vocab,
             ckpt,
             source: source.clone(),
+            device: opened.device,
         })
     }
 
@@ -125,7 +133,7 @@ impl Loaded {
             &self.model,
             &self.vocab,
             tokenizer,
-            self.source.backend.device(),
+            self.device.clone(),
             seed,
         )
         .with_context(self.ckpt.meta.context);

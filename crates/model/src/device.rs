@@ -1,4 +1,4 @@
-//! Choosing the compute backend.
+//! Choosing the compute backend and opening its device.
 
 use std::fmt;
 use std::str::FromStr;
@@ -7,30 +7,86 @@ use std::sync::OnceLock;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
-/// A CPU backend Burn can run this model on.
+/// A backend Burn can run this model on.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum Backend {
-    /// Burn's pure-Rust CPU backend (the faster one here).
+    /// Burn's pure-Rust CPU backend (the faster one here, with the fused operations).
     #[default]
     Flex,
-    /// The `ndarray` backend (the design card's burn-ndarray).
+    /// The `ndarray` CPU backend (the design card's burn-ndarray).
     Ndarray,
+    /// A GPU (or a software rasteriser) through wgpu; needs the `wgpu` cargo feature.
+    Wgpu,
 }
 
-impl Backend {
-    /// The inference device.
-    pub fn device(self) -> Device {
-        match self {
-            Backend::Flex => Device::flex(),
-            #[allow(deprecated)] // still the design card's CPU backend; flex is the default
-            Backend::Ndarray => Device::ndarray(),
-        }
-    }
+/// The graphics API wgpu drives the adapter through.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GraphicsApi {
+    /// Vulkan where the machine has it, else the next API it has (wgpu's own order).
+    #[default]
+    Auto,
+    /// Vulkan (Linux, Windows, Android).
+    Vulkan,
+    /// OpenGL / OpenGL ES through EGL (also Mesa's llvmpipe on machines without a GPU).
+    Gl,
+    /// Metal (macOS).
+    Metal,
+    /// DirectX 12 (Windows).
+    Dx12,
+}
 
-    /// The training device: the same with automatic differentiation.
-    pub fn autodiff_device(self) -> Device {
-        self.device().autodiff()
+/// Where the model runs: the backend, and for wgpu which adapter through which API.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeviceSpec {
+    /// The backend.
+    pub backend: Backend,
+    /// The wgpu adapter's number in the list the log prints (default: wgpu's preferred one).
+    pub adapter: Option<usize>,
+    /// The graphics API for wgpu.
+    pub graphics_api: GraphicsApi,
+}
+
+/// An opened device and a line saying what it is.
+#[derive(Debug, Clone)]
+pub struct OpenDevice {
+    /// The inference device; `.autodiff()` on it for training.
+    pub device: Device,
+    /// The backend, and for wgpu the adapter's name, type, driver and graphics API (and the
+    /// numbered list to choose from, where there are several).
+    pub description: String,
+}
+
+impl DeviceSpec {
+    /// Opens the device (for wgpu: picks the adapter and starts its runtime, once per process).
+    pub fn open(&self) -> Result<OpenDevice, String> {
+        if self.backend != Backend::Wgpu
+            && (self.adapter.is_some() || self.graphics_api != GraphicsApi::Auto)
+        {
+            return Err(format!(
+                "--device and --graphics-api (train.device, train.graphics_api) choose a wgpu adapter; backend `{}` runs on the CPU",
+                self.backend
+            ));
+        }
+        let cpu = |device| OpenDevice {
+            device,
+            description: self.backend.to_string(),
+        };
+        match self.backend {
+            Backend::Flex => Ok(cpu(Device::flex())),
+            #[allow(deprecated)] // still the design card's CPU backend; flex is the default
+            Backend::Ndarray => Ok(cpu(Device::ndarray())),
+            #[cfg(feature = "wgpu")]
+            Backend::Wgpu => crate::wgpu_device::open(self.adapter, self.graphics_api),
+            #[cfg(not(feature = "wgpu"))]
+            Backend::Wgpu => Err(
+                "this binary was built without the `wgpu` feature; rebuild with it, e.g. \
+                 `cargo run --release -p train --features wgpu -- --config NAME --backend wgpu` \
+                 (or `-p inference --features wgpu`)"
+                    .into(),
+            ),
+        }
     }
 }
 
@@ -48,6 +104,7 @@ impl fmt::Display for Backend {
         f.write_str(match self {
             Backend::Flex => "flex",
             Backend::Ndarray => "ndarray",
+            Backend::Wgpu => "wgpu",
         })
     }
 }
@@ -59,10 +116,60 @@ impl FromStr for Backend {
         match s {
             "flex" => Ok(Backend::Flex),
             "ndarray" => Ok(Backend::Ndarray),
-            "wgpu" => Err("backend `wgpu` is not built in yet; use `flex` or `ndarray`".into()),
+            "wgpu" => Ok(Backend::Wgpu),
             other => Err(format!(
-                "unknown backend `{other}`; use `flex` or `ndarray`"
+                "unknown backend `{other}`; use `flex`, `ndarray` or `wgpu`"
             )),
+        }
+    }
+}
+
+impl TryFrom<String> for Backend {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl FromStr for GraphicsApi {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(GraphicsApi::Auto),
+            "vulkan" => Ok(GraphicsApi::Vulkan),
+            "gl" => Ok(GraphicsApi::Gl),
+            "metal" => Ok(GraphicsApi::Metal),
+            "dx12" => Ok(GraphicsApi::Dx12),
+            other => Err(format!(
+                "unknown graphics API `{other}`; use `auto`, `vulkan`, `gl`, `metal` or `dx12`"
+            )),
+        }
+    }
+}
+
+/// The device flags `train` and `inference` share; each overrides its config value.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DeviceArgs {
+    /// Backend: flex or ndarray (CPU), or wgpu (GPU; needs the `wgpu` cargo feature).
+    #[arg(long)]
+    pub backend: Option<Backend>,
+    /// wgpu adapter number from the list the log prints (default: wgpu's pick).
+    #[arg(long, value_name = "N")]
+    pub device: Option<usize>,
+    /// wgpu graphics API: auto, vulkan, gl, metal or dx12.
+    #[arg(long, value_name = "API")]
+    pub graphics_api: Option<GraphicsApi>,
+}
+
+impl DeviceArgs {
+    /// `spec` with the flags given on the command line applied.
+    pub fn apply(&self, spec: DeviceSpec) -> DeviceSpec {
+        DeviceSpec {
+            backend: self.backend.unwrap_or(spec.backend),
+            adapter: self.device.or(spec.adapter),
+            graphics_api: self.graphics_api.unwrap_or(spec.graphics_api),
         }
     }
 }

@@ -13,10 +13,12 @@ pub mod loss;
 pub mod recurrent;
 pub mod sampling;
 pub mod trace;
+#[cfg(feature = "wgpu")]
+mod wgpu_device;
 
 pub use burn;
 pub use checkpoint::{Checkpoint, CheckpointError, CheckpointMeta};
-pub use device::Backend;
+pub use device::{Backend, DeviceArgs, DeviceSpec, GraphicsApi, OpenDevice};
 pub use generator::Generator;
 pub use language_model::{LanguageModel, ModelConfig, ids_tensor};
 pub use sampling::Sampling;

@@ -6,26 +6,28 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use burn::module::Module;
+use burn::tensor::Device;
 use data::Vocab;
 use model::{Generator, LanguageModel, Sampling};
 
 use crate::config::Config;
 
-/// Generates from every prompt at every temperature of `config.generate` and appends the texts to `samples.txt`.
+/// Generates on `device` from every prompt at every temperature of `config.generate` and
+/// appends the texts to `samples.txt`.
 pub fn generate_samples(
     model: &LanguageModel,
     vocab: &Vocab,
     config: &Config,
+    device: &Device,
     epoch: usize,
     run_dir: &Path,
 ) -> Result<()> {
     let settings = &config.generate;
     let model = model.valid();
-    let device = config.train.backend.device();
     let seed = config.train.seed.wrapping_add(epoch as u64);
     let context = config.data.examples.context(config.data.seq_len);
-    let mut generator =
-        Generator::new(&model, vocab, config.data.tokenizer, device, seed).with_context(context);
+    let mut generator = Generator::new(&model, vocab, config.data.tokenizer, device.clone(), seed)
+        .with_context(context);
     let path = run_dir.join("samples.txt");
     let mut file = std::fs::OpenOptions::new()
         .create(true)

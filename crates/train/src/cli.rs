@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use model::Backend;
+use model::DeviceArgs;
 
 /// Train an LSTM language model from a TOML config, generating text after every epoch.
 #[derive(Debug, Clone, Parser)]
@@ -18,9 +18,9 @@ pub struct Args {
     /// Run directory for checkpoints, metrics and samples (default: runs/<config name>).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// CPU backend: flex or ndarray (overrides `train.backend`).
-    #[arg(long)]
-    pub backend: Option<Backend>,
+    /// Backend and wgpu adapter (override `train.backend`, `train.device`, `train.graphics_api`).
+    #[command(flatten)]
+    pub device: DeviceArgs,
     /// Random seed for initialisation, shuffling and sampling (overrides `train.seed`).
     #[arg(long)]
     pub seed: Option<u64>,

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use data::{CorpusSpec, Tokenizer};
-use model::{Backend, ModelConfig};
+use model::{Backend, DeviceSpec, GraphicsApi, ModelConfig};
 use serde::{Deserialize, Serialize};
 
 /// Where shipped configs live; a bare `--config NAME` that is not a file is looked up here.
@@ -111,8 +111,12 @@ pub struct TrainConfig {
     pub clip_norm: Option<f32>,
     /// Seeds weight initialisation, shuffling and sampling.
     pub seed: u64,
-    /// CPU backend.
+    /// `flex` or `ndarray` (CPU), or `wgpu` (GPU; needs the `wgpu` cargo feature).
     pub backend: Backend,
+    /// The wgpu adapter's number in the list the log prints (default: wgpu's pick).
+    pub device: Option<usize>,
+    /// The graphics API wgpu uses: `auto`, `vulkan`, `gl`, `metal` or `dx12`.
+    pub graphics_api: GraphicsApi,
     /// Stop each epoch after this many batches (quick experiments and tests).
     pub max_batches_per_epoch: Option<usize>,
     /// Run directory; defaults to `runs/<config name>`.
@@ -150,6 +154,24 @@ pub enum StopLoss {
     EpochMean,
 }
 
+impl TrainConfig {
+    /// The backend and wgpu adapter this config asks for.
+    pub fn device_spec(&self) -> DeviceSpec {
+        DeviceSpec {
+            backend: self.backend,
+            adapter: self.device,
+            graphics_api: self.graphics_api,
+        }
+    }
+
+    /// Sets the backend and wgpu adapter.
+    pub fn set_device_spec(&mut self, spec: DeviceSpec) {
+        self.backend = spec.backend;
+        self.device = spec.adapter;
+        self.graphics_api = spec.graphics_api;
+    }
+}
+
 impl Default for TrainConfig {
     fn default() -> Self {
         Self {
@@ -161,6 +183,8 @@ impl Default for TrainConfig {
             clip_norm: None,
             seed: 42,
             backend: Backend::Flex,
+            device: None,
+            graphics_api: GraphicsApi::Auto,
             max_batches_per_epoch: None,
             out: None,
             stop_at_loss: None,

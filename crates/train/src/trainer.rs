@@ -34,7 +34,7 @@ pub fn run(args: &Args) -> Result<RunSummary> {
     let (mut config, config_path) = Config::load(&args.config)?;
     let t = &mut config.train;
     t.epochs = args.epochs.unwrap_or(t.epochs);
-    t.backend = args.backend.unwrap_or(t.backend);
+    t.set_device_spec(args.device.apply(t.device_spec()));
     t.seed = args.seed.unwrap_or(t.seed);
     t.max_batches_per_epoch = args.max_batches.or(t.max_batches_per_epoch);
     let stem = config_path
@@ -59,6 +59,12 @@ pub fn train(config: &Config, run_dir: &Path, resume: bool) -> Result<RunSummary
             run_dir.display()
         );
     }
+    let opened = config
+        .train
+        .device_spec()
+        .open()
+        .map_err(anyhow::Error::msg)?;
+    println!("device: {}", opened.description);
     std::fs::create_dir_all(run_dir)
         .with_context(|| format!("{}: cannot create the run directory", run_dir.display()))?;
 
@@ -105,7 +111,7 @@ pub fn train(config: &Config, run_dir: &Path, resume: bool) -> Result<RunSummary
 
     // Model and optimizer, fresh or from the checkpoint.
     let t = &config.train;
-    let device = t.backend.autodiff_device();
+    let device = opened.device.clone().autodiff();
     device.seed(t.seed);
     let mut optim = optimizer(t);
     let (mut model, first_epoch, mut step) = match &previous {
@@ -215,7 +221,7 @@ pub fn train(config: &Config, run_dir: &Path, resume: bool) -> Result<RunSummary
         }
         m.val_loss = validation
             .as_ref()
-            .map(|v| evaluate(&model.valid(), v, &t.backend.device()));
+            .map(|v| evaluate(&model.valid(), v, &opened.device));
         println!(
             "epoch {epoch}/{}: loss {:.4}{}, {:.0} tokens/s, {seconds:.1}s, step {step}",
             t.epochs,
@@ -236,7 +242,7 @@ pub fn train(config: &Config, run_dir: &Path, resume: bool) -> Result<RunSummary
         };
         let saved = Checkpoint::save(&checkpoints, &model, Some(&optim), &vocab, meta)?;
         println!("checkpoint {}", saved.dir.display());
-        generate_samples(&model, &vocab, config, epoch, run_dir)?;
+        generate_samples(&model, &vocab, config, &opened.device, epoch, run_dir)?;
         summary.epochs.push(m);
         if finished {
             break;

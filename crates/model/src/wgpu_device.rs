@@ -1,0 +1,137 @@
+//! Opening a wgpu adapter: listing what the machine offers, picking one and saying which.
+
+use std::sync::Mutex;
+
+use burn::tensor::wgpu::{WgpuBackend, wgpu};
+use burn::tensor::{Device, DeviceKind};
+
+use crate::device::{GraphicsApi, OpenDevice};
+
+/// Devices opened in this process, by (adapter, API): wgpu's runtime for a selection starts
+/// once, and later calls (a test suite, a resumed run) reuse it.
+static OPENED: Mutex<Vec<((Option<usize>, GraphicsApi), OpenDevice)>> = Mutex::new(Vec::new());
+
+/// Opens adapter `adapter` of [`adapters`] (wgpu's preferred one when `None`) through `api`.
+pub(crate) fn open(adapter: Option<usize>, api: GraphicsApi) -> Result<OpenDevice, String> {
+    let mut opened = OPENED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, device)) = opened.iter().find(|(key, _)| *key == (adapter, api)) {
+        return Ok(device.clone());
+    }
+    let (kind, pinned) = match adapter {
+        None => (DeviceKind::DefaultDevice, api),
+        Some(n) => select(n, api)?,
+    };
+    let (device, setup) = Device::wgpu_options()
+        .device_kind(kind)
+        .graphics_api(wgpu_backend(pinned))
+        .init_with_setup()
+        .map_err(|e| {
+            format!(
+                "wgpu: cannot open {kind:?} through {pinned:?}: {e}\n{}",
+                listing(api)
+            )
+        })?;
+    let info = setup.adapter.get_info();
+    let mut description = format!(
+        "wgpu on {} ({:?}), driver {} {}, {:?}",
+        info.name, info.device_type, info.driver, info.driver_info, info.backend
+    );
+    if adapters(api).len() > 1 {
+        description = format!("{description}\n{}", listing(api));
+    }
+    let open = OpenDevice {
+        device,
+        description,
+    };
+    opened.push(((adapter, api), open.clone()));
+    Ok(open)
+}
+
+/// The adapters wgpu finds through `api` (every API for `Auto`), in the order `--device` counts.
+fn adapters(api: GraphicsApi) -> Vec<wgpu::AdapterInfo> {
+    let backends = match api {
+        GraphicsApi::Auto => wgpu::Backends::PRIMARY | wgpu::Backends::SECONDARY,
+        GraphicsApi::Vulkan => wgpu::Backends::VULKAN,
+        GraphicsApi::Gl => wgpu::Backends::GL,
+        GraphicsApi::Metal => wgpu::Backends::METAL,
+        GraphicsApi::Dx12 => wgpu::Backends::DX12,
+    };
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+        backends,
+        ..wgpu::InstanceDescriptor::new_without_display_handle()
+    });
+    futures_lite::future::block_on(instance.enumerate_adapters(backends))
+        .iter()
+        .map(wgpu::Adapter::get_info)
+        .collect()
+}
+
+/// The numbered adapter list, or what to install when there is none.
+fn listing(api: GraphicsApi) -> String {
+    let found = adapters(api);
+    if found.is_empty() {
+        return format!(
+            "wgpu finds no adapter through {api:?}. Without a GPU, Mesa's llvmpipe works through \
+             OpenGL: install libegl1 libegl-mesa0 libgl1-mesa-dri and pass --graphics-api gl"
+        );
+    }
+    let lines: Vec<String> = found
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            format!(
+                "  --device {i}: {} ({:?}, {:?})",
+                a.name, a.device_type, a.backend
+            )
+        })
+        .collect();
+    format!("adapters through {api:?}:\n{}", lines.join("\n"))
+}
+
+/// Burn's selector for adapter `n` of [`adapters`]: its type, its index among adapters of
+/// that type on the same API (how wgpu's runtime counts them), and its API.
+fn select(n: usize, api: GraphicsApi) -> Result<(DeviceKind, GraphicsApi), String> {
+    let found = adapters(api);
+    let Some(info) = found.get(n) else {
+        return Err(format!("wgpu: there is no adapter {n}\n{}", listing(api)));
+    };
+    let index = found[..n]
+        .iter()
+        .filter(|a| a.backend == info.backend && a.device_type == info.device_type)
+        .count();
+    let kind = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => DeviceKind::DiscreteGpu(index),
+        wgpu::DeviceType::IntegratedGpu => DeviceKind::IntegratedGpu(index),
+        wgpu::DeviceType::VirtualGpu => DeviceKind::VirtualGpu(index),
+        wgpu::DeviceType::Cpu => DeviceKind::Cpu,
+        wgpu::DeviceType::Other => {
+            return Err(format!(
+                "wgpu: adapter {n} ({}) reports no device type, which Burn cannot select; leave out --device to let wgpu pick",
+                info.name
+            ));
+        }
+    };
+    let api = match info.backend {
+        wgpu::Backend::Vulkan => GraphicsApi::Vulkan,
+        wgpu::Backend::Gl => GraphicsApi::Gl,
+        wgpu::Backend::Metal => GraphicsApi::Metal,
+        wgpu::Backend::Dx12 => GraphicsApi::Dx12,
+        other => {
+            return Err(format!(
+                "wgpu: adapter {n} runs on {other:?}, which is not supported here"
+            ));
+        }
+    };
+    Ok((kind, api))
+}
+
+/// Burn's name for `api`.
+fn wgpu_backend(api: GraphicsApi) -> WgpuBackend {
+    match api {
+        GraphicsApi::Auto => WgpuBackend::Auto,
+        GraphicsApi::Vulkan => WgpuBackend::Vulkan,
+        GraphicsApi::Gl => WgpuBackend::Gl,
+        GraphicsApi::Metal => WgpuBackend::Metal,
+        GraphicsApi::Dx12 => WgpuBackend::Dx12,
+    }
+}

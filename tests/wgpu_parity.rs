@@ -1,0 +1,177 @@
+//! The wgpu backend against the CPU one (`--features wgpu`; in CI on Mesa's llvmpipe through
+//! OpenGL): the same tiny model trained the same 10 Adam steps gives the same losses and the
+//! same greedy text, and checkpoints and optimizer state move between the backends.
+
+use std::path::Path;
+use std::sync::Once;
+
+use data::{CorpusSpec, StreamWindows, Tokenizer, Vocab};
+use e2e::{root, scratch};
+use model::burn::tensor::Device;
+use model::{
+    Backend, Checkpoint, CheckpointMeta, DeviceSpec, Generator, GraphicsApi, LanguageModel,
+    ModelConfig, Sampling,
+};
+use train::config::TrainConfig;
+use train::step::{optimizer, train_step};
+
+/// The largest relative difference allowed between the two backends' losses.
+const LOSS_TOLERANCE: f64 = 1e-5;
+
+/// The wgpu device through OpenGL: it needs no Vulkan driver (Mesa's Vulkan software driver,
+/// lavapipe 22.3, crashes on Burn's matmul kernel) and runs on llvmpipe without a GPU.
+fn wgpu_spec() -> DeviceSpec {
+    static ENV: Once = Once::new();
+    // SAFETY: each test calls this first, and `Once` holds the others until it returns, so no
+    // other thread of this process runs yet, let alone reads the environment.
+    // `no_opt`: llvmpipe compiles each new shader in seconds instead of minutes.
+    ENV.call_once(|| unsafe { std::env::set_var("GALLIVM_PERF", "no_opt") });
+    DeviceSpec {
+        backend: Backend::Wgpu,
+        adapter: None,
+        graphics_api: GraphicsApi::Gl,
+    }
+}
+
+fn open(spec: DeviceSpec) -> Device {
+    let opened = spec.open().unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("device: {}", opened.description);
+    opened.device
+}
+
+/// Tiny Shakespeare's 50 most frequent characters, and its first 4,000 characters as ids.
+fn shakespeare() -> (Vocab, Vec<u32>) {
+    let text = CorpusSpec::new(root().join("datasets/tinyshakespeare/input.txt.gz"))
+        .load_stream()
+        .unwrap();
+    let tokens = Tokenizer::Char.tokens(&text);
+    let vocab = Vocab::build(&tokens, 50);
+    assert_eq!(vocab.len(), 50);
+    let ids = tokens[..4000].iter().map(|t| vocab.id(t)).collect();
+    (vocab, ids)
+}
+
+fn meta(vocab: &Vocab, step: u64) -> CheckpointMeta {
+    CheckpointMeta {
+        model: ModelConfig::sized(8, 16),
+        vocab_size: vocab.len(),
+        tokenizer: Tokenizer::Char,
+        context: None,
+        epoch: step as usize,
+        step,
+        loss: 0.0,
+    }
+}
+
+/// 10 Adam steps (lr 0.01) on batches of 4 x 8 characters, state carried between windows,
+/// from the checkpoint in `start`; the model and every step's loss.
+fn train_ten_steps(start: &Path, ids: &[u32], device: &Device) -> (LanguageModel, Vec<f64>) {
+    let device = device.clone().autodiff();
+    let mut model = Checkpoint::open(start)
+        .unwrap()
+        .load_model(&device)
+        .unwrap();
+    let t = TrainConfig {
+        learning_rate: 0.01,
+        ..TrainConfig::default()
+    };
+    let mut optim = optimizer(&t);
+    let windows = StreamWindows::new(ids, 4, 8).unwrap();
+    let (mut losses, mut state) = (Vec::new(), None);
+    for k in 0..10 {
+        let out = train_step(
+            model,
+            &mut optim,
+            &windows.window(k),
+            t.learning_rate,
+            &device,
+            state,
+        );
+        (model, state) = (out.model, Some(out.state));
+        losses.push(out.loss);
+    }
+    (model, losses)
+}
+
+/// 40 greedily generated characters after "First ".
+fn greedy(model: &LanguageModel, vocab: &Vocab, device: &Device) -> String {
+    let mut generator = Generator::new(model, vocab, Tokenizer::Char, device.clone(), 0);
+    let prompt = generator.prompt("First ").unwrap();
+    let sampling = Sampling {
+        greedy: true,
+        ..Sampling::with_temperature(1.0).unwrap()
+    };
+    let ids = generator.generate(&prompt.ids, 40, &sampling);
+    generator.decode(&ids)
+}
+
+#[test]
+fn ten_adam_steps_on_wgpu_match_the_cpu() {
+    let gpu = open(wgpu_spec());
+    let cpu = Device::flex();
+    let (vocab, ids) = shakespeare();
+    let dir = scratch("wgpu-parity");
+
+    // One initial model, saved on the CPU and loaded on both backends.
+    let init = cpu.clone().autodiff();
+    init.seed(3);
+    let model = ModelConfig::sized(8, 16).init(vocab.len(), &init);
+    let start = Checkpoint::save(&dir.join("init"), &model, None, &vocab, meta(&vocab, 0))
+        .unwrap()
+        .dir;
+
+    let (cpu_model, cpu_losses) = train_ten_steps(&start, &ids, &cpu);
+    let (gpu_model, gpu_losses) = train_ten_steps(&start, &ids, &gpu);
+    eprintln!("cpu losses {cpu_losses:?}\nwgpu losses {gpu_losses:?}");
+    assert!(
+        cpu_losses.last() < cpu_losses.first(),
+        "the model learns: {cpu_losses:?}"
+    );
+    for (step, (c, g)) in cpu_losses.iter().zip(&gpu_losses).enumerate() {
+        let relative = (c - g).abs() / c.abs();
+        assert!(
+            relative <= LOSS_TOLERANCE,
+            "step {}: cpu {c} vs wgpu {g} (relative {relative:.2e})",
+            step + 1
+        );
+    }
+
+    // The same greedy text on both, and after moving each trained model to the other backend.
+    let text = greedy(&cpu_model.valid(), &vocab, &cpu);
+    assert_eq!(greedy(&gpu_model.valid(), &vocab, &gpu), text);
+    let on_cpu = Checkpoint::save(&dir.join("gpu"), &gpu_model, None, &vocab, meta(&vocab, 10))
+        .unwrap()
+        .load_model(&cpu)
+        .unwrap();
+    assert_eq!(greedy(&on_cpu, &vocab, &cpu), text);
+    let on_gpu = Checkpoint::save(&dir.join("cpu"), &cpu_model, None, &vocab, meta(&vocab, 10))
+        .unwrap()
+        .load_model(&gpu)
+        .unwrap();
+    assert_eq!(greedy(&on_gpu, &vocab, &gpu), text);
+}
+
+#[test]
+fn a_run_moves_between_backends_with_resume() {
+    let wgpu = wgpu_spec();
+    let (mut config, _) =
+        train::Config::load(&root().join("configs/shakespeare-char.toml")).unwrap();
+    config.corpus.path = root().join(&config.corpus.path);
+    config.model = ModelConfig::sized(8, 16);
+    config.data.batch_size = 8;
+    config.data.seq_len = 16;
+    config.train.max_batches_per_epoch = Some(5);
+    config.generate.max_tokens = 20;
+    let run = scratch("wgpu-resume").join("run");
+    // Epoch 1 on wgpu, epoch 2 on the CPU from its checkpoint, epoch 3 on wgpu again.
+    for (epoch, spec) in [(1, wgpu), (2, DeviceSpec::default()), (3, wgpu)] {
+        config.train.epochs = epoch;
+        config.train.set_device_spec(spec);
+        let summary = train::train(&config, &run, epoch > 1).unwrap();
+        let m = &summary.epochs[0];
+        assert_eq!(m.epoch, epoch);
+        assert!(m.loss.is_finite(), "epoch {epoch}: loss {}", m.loss);
+    }
+    let samples = std::fs::read_to_string(run.join("samples.txt")).unwrap();
+    assert!(samples.contains("epoch 3 |"), "{samples}");
+}
