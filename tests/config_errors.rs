@@ -106,6 +106,11 @@ fn device_choices_are_checked_before_anything_is_written() {
         let e = run_with(&config, &["--backend", "wgpu"]);
         assert!(e.contains("--features wgpu"), "{e}");
     }
+    #[cfg(feature = "wgpu")]
+    {
+        let e = run_with(&config, &["--backend", "wgpu", "--device", "99"]);
+        assert!(e.contains("no adapter"), "{e}");
+    }
     assert!(!dir.join("run").exists(), "nothing is written");
 
     let text = std::fs::read_to_string(&config).unwrap();

@@ -7,6 +7,7 @@ use std::sync::Once;
 
 use data::{CorpusSpec, StreamWindows, Tokenizer, Vocab};
 use e2e::{root, scratch};
+use model::burn::module::Module;
 use model::burn::tensor::Device;
 use model::{
     Backend, Checkpoint, CheckpointMeta, DeviceSpec, Generator, GraphicsApi, LanguageModel,
@@ -35,7 +36,7 @@ fn wgpu_spec() -> DeviceSpec {
 
 fn open(spec: DeviceSpec) -> Device {
     let opened = spec.open().unwrap_or_else(|e| panic!("{e}"));
-    eprintln!("device: {}", opened.description);
+    eprintln!("device: {opened}");
     opened.device
 }
 
@@ -160,6 +161,7 @@ fn a_run_moves_between_backends_with_resume() {
     config.model = ModelConfig::sized(8, 16);
     config.data.batch_size = 8;
     config.data.seq_len = 16;
+    config.data.validation = 0.0;
     config.train.max_batches_per_epoch = Some(5);
     config.generate.max_tokens = 20;
     let run = scratch("wgpu-resume").join("run");

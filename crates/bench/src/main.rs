@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use ours::Row;
 
 /// Speed figures for the LSTM language model.
 #[derive(Parser)]
@@ -38,6 +39,12 @@ struct CompareArgs {
     /// Leave out the stock-Burn row (Burn's own LSTM, Linear and cross-entropy).
     #[arg(long)]
     no_stock: bool,
+    /// Leave out PyTorch (on a machine without it, e.g. for GPU figures).
+    #[arg(long)]
+    no_pytorch: bool,
+    /// Add a row for our step on wgpu's preferred adapter (build with `--features wgpu`).
+    #[arg(long)]
+    wgpu: bool,
     /// Rounds of (ours, PyTorch); each round starts fresh processes.
     #[arg(long)]
     rounds: Option<usize>,
@@ -78,17 +85,26 @@ fn compare(args: &CompareArgs) -> Result<()> {
         true => (args.rounds.unwrap_or(2), args.steps.unwrap_or(4)),
         false => (args.rounds.unwrap_or(4), args.steps.unwrap_or(8)),
     };
-    let python = pytorch::python(args.python.as_deref())?;
+    let python = match args.no_pytorch {
+        true => None,
+        false => Some(pytorch::python(args.python.as_deref())?),
+    };
     let batches = batches::prepare(steps + 1)?;
     let mut runs = Vec::new();
     for round in 1..=rounds {
         eprintln!("round {round}/{rounds}: ours");
-        runs.push(ours::spawn(&batches, steps, false)?);
-        eprintln!("round {round}/{rounds}: PyTorch");
-        runs.push(pytorch::spawn(&python, &batches, steps)?);
+        runs.push(ours::spawn(&batches, steps, Row::Ours)?);
+        if let Some(python) = &python {
+            eprintln!("round {round}/{rounds}: PyTorch");
+            runs.push(pytorch::spawn(python, &batches, steps)?);
+        }
         if !args.no_stock {
             eprintln!("round {round}/{rounds}: stock Burn");
-            runs.push(ours::spawn(&batches, steps, true)?);
+            runs.push(ours::spawn(&batches, steps, Row::Stock)?);
+        }
+        if args.wgpu {
+            eprintln!("round {round}/{rounds}: ours on wgpu");
+            runs.push(ours::spawn(&batches, steps, Row::Wgpu)?);
         }
     }
     print!("{}", report::table(&batches, &runs));

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use burn::tensor::Device;
 use data::{Tokenizer, Vocab};
-use model::{DeviceArgs, DeviceSpec, Generator, ModelConfig, Sampling};
+use model::{Backend, DeviceArgs, DeviceSpec, Generator, ModelConfig, Sampling};
 use serde::{Deserialize, Serialize};
 use train::config::TrainConfig;
 use train::step::{optimizer, train_step};
@@ -78,17 +78,33 @@ pub fn memorise() -> Result<ToTarget> {
     })
 }
 
-/// Runs `bench ours` as a child process and reads its report; `stock` turns the fused
-/// operations and OpenBLAS off (Burn's own `nn::Lstm`, `Linear` and cross-entropy).
-pub fn spawn(batches: &BatchFile, steps: usize, stock: bool) -> Result<Measured> {
+/// Which build of our step a `bench ours` process measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Row {
+    /// The product on flex: fused operations, OpenBLAS when present.
+    Ours,
+    /// Burn's own `nn::Lstm`, `Linear` and cross-entropy on flex, with the `gemm` crate.
+    Stock,
+    /// The product on wgpu (Burn's stock operations on the GPU).
+    Wgpu,
+}
+
+/// Runs `bench ours` as a child process for `row` and reads its report.
+pub fn spawn(batches: &BatchFile, steps: usize, row: Row) -> Result<Measured> {
     let exe = std::env::current_exe().context("locating the bench binary")?;
     let mut cmd = Command::new(exe);
-    if stock {
-        cmd.env("TEXTGEN_FUSED", "0").env("TEXTGEN_BLAS", "gemm");
-    }
     cmd.args(["ours", "--batches"])
         .arg(&batches.meta)
         .args(["--steps", &steps.to_string()]);
+    match row {
+        Row::Ours => {}
+        Row::Stock => {
+            cmd.env("TEXTGEN_FUSED", "0").env("TEXTGEN_BLAS", "gemm");
+        }
+        Row::Wgpu => {
+            cmd.args(["--backend", "wgpu"]);
+        }
+    }
     read_report(cmd, "ours")
 }
 
@@ -134,11 +150,11 @@ pub fn run(args: &OursArgs) -> Result<()> {
     }
     let gen_tokens_per_s =
         generation_speed(&model.valid(), &vocab, &opened.device, args.gen_tokens);
-    let stock = !model::device::runs_fused_ops(&device);
     let report = Measured {
-        system: match stock {
-            true => format!("stock Burn ({})", opened.description),
-            false => format!(
+        system: match (spec.backend, model::device::runs_fused_ops(&device)) {
+            (Backend::Wgpu, _) => format!("ours ({})", opened.description),
+            (_, false) => format!("stock Burn ({})", opened.description),
+            (_, true) => format!(
                 "ours ({}, {})",
                 opened.description,
                 model::blas::implementation()

@@ -15,7 +15,8 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// One row per system (in first-seen order), then `ratio ours/pytorch tokens_per_s = X.XX`.
+/// One row per system (in first-seen order), then `ratio ours/<system> tokens_per_s = X.XX`
+/// for each of the others.
 pub fn table(batches: &BatchFile, runs: &[Measured]) -> String {
     let tokens = (batches.batch_size * batches.seq_len) as f64;
     let mut systems: Vec<&str> = Vec::new();
@@ -57,18 +58,17 @@ pub fn table(batches: &BatchFile, runs: &[Measured]) -> String {
         );
         tokens_per_s.push(tokens * 1000.0 / med);
     }
-    if let [ours, pytorch, ..] = tokens_per_s[..] {
+    // Ours comes first; a ratio above 1 means ours (on the CPU) is faster than that system.
+    for (system, theirs) in systems.iter().zip(&tokens_per_s).skip(1) {
+        let name = match system {
+            s if s.starts_with("PyTorch") => "pytorch",
+            s if s.starts_with("stock Burn") => "stock-burn",
+            _ => "wgpu",
+        };
         let _ = writeln!(
             out,
-            "ratio ours/pytorch tokens_per_s = {:.2}",
-            ours / pytorch
-        );
-    }
-    if let [ours, _, stock] = tokens_per_s[..] {
-        let _ = writeln!(
-            out,
-            "ratio ours/stock-burn tokens_per_s = {:.2}",
-            ours / stock
+            "ratio ours/{name} tokens_per_s = {:.2}",
+            tokens_per_s[0] / theirs
         );
     }
     out

@@ -113,7 +113,7 @@ impl Loaded {
         let spec = source.device.apply(DeviceSpec::default());
         let opened = spec.open().map_err(anyhow::Error::msg)?;
         if spec.backend == Backend::Wgpu {
-            eprintln!("device: {}", opened.description);
+            eprintln!("device: {opened}");
         }
         let ckpt = Checkpoint::open(&source.checkpoint)?;
         let (model, vocab) = ckpt.load(&opened.device)?;

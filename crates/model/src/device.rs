@@ -53,9 +53,10 @@ pub struct DeviceSpec {
 pub struct OpenDevice {
     /// The inference device; `.autodiff()` on it for training.
     pub device: Device,
-    /// The backend, and for wgpu the adapter's name, type, driver and graphics API (and the
-    /// numbered list to choose from, where there are several).
+    /// The backend, and for wgpu the adapter's name, type, driver and graphics API.
     pub description: String,
+    /// For wgpu on a machine with several adapters: the numbered list `--device` picks from.
+    pub adapters: Option<String>,
 }
 
 impl DeviceSpec {
@@ -72,6 +73,7 @@ impl DeviceSpec {
         let cpu = |device| OpenDevice {
             device,
             description: self.backend.to_string(),
+            adapters: None,
         };
         match self.backend {
             Backend::Flex => Ok(cpu(Device::flex())),
@@ -90,6 +92,22 @@ impl DeviceSpec {
     }
 }
 
+/// Makes the CPU (flex) Burn's default device in this process, unless `BURN_DEVICE` names one.
+///
+/// Burn loads saved optimizer state onto its default device before moving it to the model's.
+/// With wgpu compiled in, that default is a GPU: resuming would start a second wgpu runtime
+/// beside the training one (which Mesa's OpenGL driver refuses), or fail on a machine without
+/// any adapter even when training on the CPU.
+///
+/// # Safety
+/// It changes the environment: call it before any other thread starts.
+pub unsafe fn default_to_cpu() {
+    if std::env::var_os("BURN_DEVICE").is_none() {
+        // SAFETY: the caller guarantees no other thread runs yet.
+        unsafe { std::env::set_var("BURN_DEVICE", "flex") };
+    }
+}
+
 /// Whether `device` runs the fused LSTM and loss (flex, with or without autodiff); other
 /// backends run Burn's stock `nn::Lstm`, `Linear` and cross-entropy, as does flex when
 /// `TEXTGEN_FUSED=0` is set (the bench's "stock Burn" row).
@@ -97,6 +115,17 @@ pub fn runs_fused_ops(device: &Device) -> bool {
     static ENABLED: OnceLock<bool> = OnceLock::new();
     *ENABLED.get_or_init(|| std::env::var("TEXTGEN_FUSED").map_or(true, |v| v != "0"))
         && device.clone().inner() == Device::flex()
+}
+
+impl fmt::Display for OpenDevice {
+    /// The description, then the adapter list where there is one.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.description)?;
+        match &self.adapters {
+            Some(list) => write!(f, "\n{list}"),
+            None => Ok(()),
+        }
+    }
 }
 
 impl fmt::Display for Backend {

@@ -22,7 +22,7 @@ pub(crate) fn open(adapter: Option<usize>, api: GraphicsApi) -> Result<OpenDevic
         Some(n) => select(n, api)?,
     };
     let (device, setup) = Device::wgpu_options()
-        .device_kind(kind)
+        .device_kind(kind.clone())
         .graphics_api(wgpu_backend(pinned))
         .init_with_setup()
         .map_err(|e| {
@@ -32,16 +32,13 @@ pub(crate) fn open(adapter: Option<usize>, api: GraphicsApi) -> Result<OpenDevic
             )
         })?;
     let info = setup.adapter.get_info();
-    let mut description = format!(
-        "wgpu on {} ({:?}), driver {} {}, {:?}",
-        info.name, info.device_type, info.driver, info.driver_info, info.backend
-    );
-    if adapters(api).len() > 1 {
-        description = format!("{description}\n{}", listing(api));
-    }
     let open = OpenDevice {
         device,
-        description,
+        description: format!(
+            "wgpu on {} ({:?}), driver {} {}, {:?}",
+            info.name, info.device_type, info.driver, info.driver_info, info.backend
+        ),
+        adapters: (adapters(api).len() > 1).then(|| listing(api)),
     };
     opened.push(((adapter, api), open.clone()));
     Ok(open)

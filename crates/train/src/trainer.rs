@@ -64,7 +64,7 @@ pub fn train(config: &Config, run_dir: &Path, resume: bool) -> Result<RunSummary
         .device_spec()
         .open()
         .map_err(anyhow::Error::msg)?;
-    println!("device: {}", opened.description);
+    println!("device: {opened}");
     std::fs::create_dir_all(run_dir)
         .with_context(|| format!("{}: cannot create the run directory", run_dir.display()))?;
 
