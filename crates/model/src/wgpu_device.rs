@@ -35,8 +35,15 @@ pub(crate) fn open(adapter: Option<usize>, api: GraphicsApi) -> Result<OpenDevic
     let open = OpenDevice {
         device,
         description: format!(
-            "wgpu on {} ({:?}), driver {} {}, {:?}",
-            info.name, info.device_type, info.driver, info.driver_info, info.backend
+            "wgpu on {} ({:?}), driver {}, {:?}",
+            info.name,
+            info.device_type,
+            [info.driver.trim(), info.driver_info.trim()]
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(" "),
+            info.backend
         ),
         adapters: (adapters(api).len() > 1).then(|| listing(api)),
     };
