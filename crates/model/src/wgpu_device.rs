@@ -7,9 +7,12 @@ use burn::tensor::{Device, DeviceKind};
 
 use crate::device::{GraphicsApi, OpenDevice};
 
-/// Devices opened in this process, by (adapter, API): wgpu's runtime for a selection starts
-/// once, and later calls (a test suite, a resumed run) reuse it.
-static OPENED: Mutex<Vec<((Option<usize>, GraphicsApi), OpenDevice)>> = Mutex::new(Vec::new());
+/// What a caller asks for: an adapter number (or wgpu's pick) through an API.
+type Selection = (Option<usize>, GraphicsApi);
+
+/// Devices opened in this process, by selection: wgpu's runtime for a selection starts once,
+/// and later calls (a test suite, a resumed run) reuse it.
+static OPENED: Mutex<Vec<(Selection, OpenDevice)>> = Mutex::new(Vec::new());
 
 /// Opens adapter `adapter` of [`adapters`] (wgpu's preferred one when `None`) through `api`.
 pub(crate) fn open(adapter: Option<usize>, api: GraphicsApi) -> Result<OpenDevice, String> {
