@@ -20,9 +20,10 @@ pub(crate) fn open(adapter: Option<usize>, api: GraphicsApi) -> Result<OpenDevic
     if let Some((_, device)) = opened.iter().find(|(key, _)| *key == (adapter, api)) {
         return Ok(device.clone());
     }
+    let found = adapters(api);
     let (kind, pinned) = match adapter {
         None => (DeviceKind::DefaultDevice, api),
-        Some(n) => select(n, api)?,
+        Some(n) => select(n, api, &found)?,
     };
     let (device, setup) = Device::wgpu_options()
         .device_kind(kind.clone())
@@ -31,7 +32,7 @@ pub(crate) fn open(adapter: Option<usize>, api: GraphicsApi) -> Result<OpenDevic
         .map_err(|e| {
             format!(
                 "wgpu: cannot open {kind:?} through {pinned:?}: {e}\n{}",
-                listing(api)
+                listing(api, &found)
             )
         })?;
     let info = setup.adapter.get_info();
@@ -48,7 +49,7 @@ pub(crate) fn open(adapter: Option<usize>, api: GraphicsApi) -> Result<OpenDevic
                 .join(" "),
             info.backend
         ),
-        adapters: (adapters(api).len() > 1).then(|| listing(api)),
+        adapters: (found.len() > 1).then(|| listing(api, &found)),
     };
     opened.push(((adapter, api), open.clone()));
     Ok(open)
@@ -73,9 +74,9 @@ fn adapters(api: GraphicsApi) -> Vec<wgpu::AdapterInfo> {
         .collect()
 }
 
-/// The numbered adapter list, or what to install when there is none.
-fn listing(api: GraphicsApi) -> String {
-    let found = adapters(api);
+/// The numbered list of `found` (the [`adapters`] through `api`), or what to install when
+/// there is none.
+fn listing(api: GraphicsApi, found: &[wgpu::AdapterInfo]) -> String {
     if found.is_empty() {
         return format!(
             "wgpu finds no adapter through {api:?}. Without a GPU, Mesa's llvmpipe works through \
@@ -95,12 +96,19 @@ fn listing(api: GraphicsApi) -> String {
     format!("adapters through {api:?}:\n{}", lines.join("\n"))
 }
 
-/// Burn's selector for adapter `n` of [`adapters`]: its type, its index among adapters of
-/// that type on the same API (how wgpu's runtime counts them), and its API.
-fn select(n: usize, api: GraphicsApi) -> Result<(DeviceKind, GraphicsApi), String> {
-    let found = adapters(api);
+/// Burn's selector for adapter `n` of `found` (the [`adapters`] through `api`): its type, its
+/// index among adapters of that type on the same API (how wgpu's runtime counts them), and its
+/// API.
+fn select(
+    n: usize,
+    api: GraphicsApi,
+    found: &[wgpu::AdapterInfo],
+) -> Result<(DeviceKind, GraphicsApi), String> {
     let Some(info) = found.get(n) else {
-        return Err(format!("wgpu: there is no adapter {n}\n{}", listing(api)));
+        return Err(format!(
+            "wgpu: there is no adapter {n}\n{}",
+            listing(api, found)
+        ));
     };
     let index = found[..n]
         .iter()
