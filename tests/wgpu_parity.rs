@@ -177,3 +177,21 @@ fn a_run_moves_between_backends_with_resume() {
     let samples = std::fs::read_to_string(run.join("samples.txt")).unwrap();
     assert!(samples.contains("epoch 3 |"), "{samples}");
 }
+
+#[test]
+fn logits_over_the_adapter_buffer_limit_are_refused_before_anything_is_written() {
+    let wgpu = wgpu_spec();
+    let (mut config, _) = train::Config::load(&root().join("configs/recipes.toml")).unwrap();
+    config.corpus.path = root().join(&config.corpus.path);
+    // 1,024 x 200 positions x 10,000 words of f32: 7.6 GiB, over any OpenGL storage buffer.
+    config.data.batch_size = 1024;
+    config.train.set_device_spec(wgpu);
+    let run = scratch("wgpu-too-big").join("run");
+    let err = train::train(&config, &run, false).unwrap_err().to_string();
+    assert!(
+        err.contains("one batch's logits (204800 positions x 10000 words) take 7812 MiB")
+            && err.contains("lower data.batch_size or data.seq_len"),
+        "{err}"
+    );
+    assert!(!run.join("vocab.txt").exists());
+}

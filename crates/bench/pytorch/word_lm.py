@@ -1,6 +1,7 @@
 """The PyTorch reference for `cargo run -p bench -- compare`: the same textbook model
 (Embedding(V, 100) -> LSTM(128) -> Linear(V)), the same masked cross-entropy, Adam with
-Keras's epsilon, on the same batches (read from the file the bench writes), 2 threads.
+Keras's epsilon, on the same batches (read from the file the bench writes), 2 threads, on the
+CPU or (`--device cuda`) a GPU.
 Prints one JSON line: per-step milliseconds, losses, peak RSS and greedy generation speed."""
 
 import argparse
@@ -64,6 +65,7 @@ def main():
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--gen-tokens", type=int, default=200)
+    p.add_argument("--device", default="cpu", help="cpu, or cuda for a GPU")
     a = p.parse_args()
     torch.set_num_threads(2)
     torch.manual_seed(42)
@@ -75,15 +77,16 @@ def main():
     meta = json.load(open(a.batches))
     b, t, v = meta["batch_size"], meta["seq_len"], meta["vocab_size"]
     raw = np.fromfile(meta["file"], dtype="<u4").reshape(meta["batches"], 3, b * t)
-    model = WordLm(v, meta["embedding_dim"], meta["hidden_size"])
+    dev = torch.device(a.device)
+    model = WordLm(v, meta["embedding_dim"], meta["hidden_size"]).to(dev)
     optim = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
 
     ms, losses = [], []
     for i in range(a.warmup + a.steps):
         rows = raw[i % meta["batches"]]
-        inputs = torch.from_numpy(rows[0].astype(np.int64)).view(b, t)
-        targets = torch.from_numpy(rows[1].astype(np.int64))
-        weights = torch.from_numpy(rows[2].view(np.float32).copy())
+        inputs = torch.from_numpy(rows[0].astype(np.int64)).view(b, t).to(dev)
+        targets = torch.from_numpy(rows[1].astype(np.int64)).to(dev)
+        weights = torch.from_numpy(rows[2].view(np.float32).copy()).to(dev)
         start = time.perf_counter()
         logits, _ = model(inputs)
         per_token = F.cross_entropy(logits.view(b * t, v), targets, reduction="none")
@@ -91,22 +94,24 @@ def main():
         optim.zero_grad(set_to_none=True)
         loss.backward()
         optim.step()
-        value = loss.item()
+        value = loss.item()  # waits for the GPU, as ours reads its loss
         if i >= a.warmup:
             ms.append((time.perf_counter() - start) * 1000.0)
             losses.append(value)
 
     with torch.no_grad():
-        ids = torch.tensor([[2, 3]])
+        ids = torch.tensor([[2, 3]], device=dev)
         start = time.perf_counter()
         logits, state = model(ids)
         for _ in range(a.gen_tokens):
             nxt = logits[:, -1, :].argmax(-1, keepdim=True)
             logits, state = model(nxt, state)
+        logits.cpu()
         gen = a.gen_tokens / (time.perf_counter() - start)
 
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print(json.dumps({"system": f"PyTorch {torch.__version__}", "ms": ms, "losses": losses,
+    system = f"PyTorch {torch.__version__}" + ("" if a.device == "cpu" else f" ({a.device})")
+    print(json.dumps({"system": system, "ms": ms, "losses": losses,
                       "peak_rss_mib": rss, "gen_tokens_per_s": gen}))
 
 

@@ -39,12 +39,15 @@ struct CompareArgs {
     /// Leave out the stock-Burn row (Burn's own LSTM, Linear and cross-entropy).
     #[arg(long)]
     no_stock: bool,
-    /// Leave out PyTorch (on a machine without it, e.g. for GPU figures).
+    /// Leave out PyTorch (on a machine without it).
     #[arg(long)]
     no_pytorch: bool,
     /// Add a row for our step on wgpu's preferred adapter (build with `--features wgpu`).
     #[arg(long)]
     wgpu: bool,
+    /// Where PyTorch runs: `cpu` (2 threads), or `cuda` for the GPU figures beside `--wgpu`.
+    #[arg(long, default_value = "cpu")]
+    pytorch_device: String,
     /// Rounds of (ours, PyTorch); each round starts fresh processes.
     #[arg(long)]
     rounds: Option<usize>,
@@ -96,7 +99,12 @@ fn compare(args: &CompareArgs) -> Result<()> {
         runs.push(ours::spawn(&batches, steps, Row::Ours)?);
         if let Some(python) = &python {
             eprintln!("round {round}/{rounds}: PyTorch");
-            runs.push(pytorch::spawn(python, &batches, steps)?);
+            runs.push(pytorch::spawn(
+                python,
+                &batches,
+                steps,
+                &args.pytorch_device,
+            )?);
         }
         if !args.no_stock {
             eprintln!("round {round}/{rounds}: stock Burn");

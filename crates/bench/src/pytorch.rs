@@ -55,13 +55,15 @@ fn run(cmd: &mut Command, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Runs the reference script on `batches` for `steps` timed steps.
-pub fn spawn(python: &Path, batches: &BatchFile, steps: usize) -> Result<Measured> {
+/// Runs the reference script on `batches` for `steps` timed steps on `device` (`cpu`, `cuda`).
+pub fn spawn(python: &Path, batches: &BatchFile, steps: usize, device: &str) -> Result<Measured> {
     let mut cmd = Command::new(python);
-    cmd.arg(SCRIPT)
-        .arg("--batches")
-        .arg(&batches.meta)
-        .args(["--steps", &steps.to_string()]);
+    cmd.arg(SCRIPT).arg("--batches").arg(&batches.meta).args([
+        "--steps",
+        &steps.to_string(),
+        "--device",
+        device,
+    ]);
     read_report(cmd, "the PyTorch reference")
 }
 

@@ -16,7 +16,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// One row per system (in first-seen order), then `ratio ours/<system> tokens_per_s = X.XX`
-/// for each of the others.
+/// for each of the others, and `ratio wgpu/pytorch` when both ran (the GPU figures).
 pub fn table(batches: &BatchFile, runs: &[Measured]) -> String {
     let tokens = (batches.batch_size * batches.seq_len) as f64;
     let mut systems: Vec<&str> = Vec::new();
@@ -58,20 +58,35 @@ pub fn table(batches: &BatchFile, runs: &[Measured]) -> String {
         );
         tokens_per_s.push(tokens * 1000.0 / med);
     }
-    // Ours comes first; a ratio above 1 means ours (on the CPU) is faster than that system.
-    for (system, theirs) in systems.iter().zip(&tokens_per_s).skip(1) {
-        let name = match system {
-            s if s.starts_with("PyTorch") => "pytorch",
-            s if s.starts_with("stock Burn") => "stock-burn",
-            _ => "wgpu",
-        };
+    // Ours comes first; a ratio above 1 means the first-named system is the faster.
+    let names: Vec<&str> = systems.iter().map(|s| kind(s)).collect();
+    let mut pairs: Vec<(usize, usize)> = (1..systems.len()).map(|i| (0, i)).collect();
+    if let (Some(w), Some(p)) = (
+        names.iter().position(|n| *n == "wgpu"),
+        names.iter().position(|n| *n == "pytorch"),
+    ) {
+        pairs.push((w, p));
+    }
+    for (a, b) in pairs {
         let _ = writeln!(
             out,
-            "ratio ours/{name} tokens_per_s = {:.2}",
-            tokens_per_s[0] / theirs
+            "ratio {}/{} tokens_per_s = {:.2}",
+            if a == 0 { "ours" } else { names[a] },
+            names[b],
+            tokens_per_s[a] / tokens_per_s[b]
         );
     }
     out
+}
+
+/// The short name of a system in the ratio lines.
+fn kind(system: &str) -> &'static str {
+    match system {
+        s if s.starts_with("PyTorch") => "pytorch",
+        s if s.starts_with("stock Burn") => "stock-burn",
+        s if s.starts_with("ours (wgpu") => "wgpu",
+        _ => "ours",
+    }
 }
 
 /// Seed 000's time to target per system.
@@ -89,4 +104,50 @@ pub fn memorise_table(runs: &[ToTarget]) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(system: &str, ms: f64) -> Measured {
+        Measured {
+            system: system.into(),
+            ms: vec![ms],
+            losses: vec![9.2],
+            peak_rss_mib: 100.0,
+            gen_tokens_per_s: 1000.0,
+        }
+    }
+
+    #[test]
+    fn ratios_set_ours_against_each_system_and_wgpu_against_pytorch() {
+        let batches = BatchFile {
+            file: "b.bin".into(),
+            meta: "b.json".into(),
+            vocab: "v.txt".into(),
+            batches: 1,
+            batch_size: 32,
+            seq_len: 200,
+            vocab_size: 10_000,
+            embedding_dim: 100,
+            hidden_size: 128,
+        };
+        let runs = [
+            run("ours (flex, OpenBLAS)", 1000.0),
+            run("PyTorch 2.11.0 (cuda)", 40.0),
+            run("ours (wgpu on NVIDIA H200 (DiscreteGpu), Vulkan)", 50.0),
+        ];
+        let table = table(&batches, &runs);
+        let ratios: Vec<&str> = table.lines().filter(|l| l.starts_with("ratio")).collect();
+        assert_eq!(
+            ratios,
+            [
+                "ratio ours/pytorch tokens_per_s = 0.04",
+                "ratio ours/wgpu tokens_per_s = 0.05",
+                "ratio wgpu/pytorch tokens_per_s = 0.80",
+            ]
+        );
+        assert!(table.contains("| ours (flex, OpenBLAS) | 1000 | 1000 | 1000 | 6400 |"));
+    }
 }

@@ -57,6 +57,8 @@ pub struct OpenDevice {
     pub description: String,
     /// For wgpu on a machine with several adapters: the numbered list `--device` picks from.
     pub adapters: Option<String>,
+    /// For wgpu: the most bytes one tensor may take (the adapter's largest storage buffer).
+    pub max_buffer_bytes: Option<u64>,
 }
 
 impl DeviceSpec {
@@ -74,6 +76,7 @@ impl DeviceSpec {
             device,
             description: self.backend.to_string(),
             adapters: None,
+            max_buffer_bytes: None,
         };
         match self.backend {
             Backend::Flex => Ok(cpu(Device::flex())),
@@ -115,6 +118,22 @@ pub fn runs_fused_ops(device: &Device) -> bool {
     static ENABLED: OnceLock<bool> = OnceLock::new();
     *ENABLED.get_or_init(|| std::env::var("TEXTGEN_FUSED").map_or(true, |v| v != "0"))
         && device.clone().inner() == Device::flex()
+}
+
+impl OpenDevice {
+    /// An error naming the limit when one tensor of `bytes`, described by `what`, would not fit
+    /// in a single buffer of this device (Mesa's OpenGL allows 128 MiB; the CPU has no limit).
+    pub fn check_fits(&self, what: &str, bytes: u64) -> Result<(), String> {
+        match self.max_buffer_bytes {
+            Some(max) if bytes > max => Err(format!(
+                "{}: {what} take {} MiB in one buffer, more than this adapter's largest ({} MiB)",
+                self.description,
+                bytes >> 20,
+                max >> 20
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl fmt::Display for OpenDevice {

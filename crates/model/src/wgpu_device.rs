@@ -36,6 +36,7 @@ pub(crate) fn open(adapter: Option<usize>, api: GraphicsApi) -> Result<OpenDevic
             )
         })?;
     let info = setup.adapter.get_info();
+    let limits = setup.device.limits();
     let open = OpenDevice {
         device,
         description: format!(
@@ -50,6 +51,11 @@ pub(crate) fn open(adapter: Option<usize>, api: GraphicsApi) -> Result<OpenDevic
             info.backend
         ),
         adapters: (found.len() > 1).then(|| listing(api, &found)),
+        max_buffer_bytes: Some(
+            limits
+                .max_storage_buffer_binding_size
+                .min(limits.max_buffer_size),
+        ),
     };
     opened.push(((adapter, api), open.clone()));
     Ok(open)

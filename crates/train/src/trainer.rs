@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use burn::module::Module;
 use data::Vocab;
 use model::{Checkpoint, CheckpointMeta};
@@ -75,9 +75,6 @@ pub fn train(config: &Config, run_dir: &Path, resume: bool) -> Result<RunSummary
         Some(ckpt) => same_vocab(ckpt.vocab()?, built, &ckpt.dir)?,
         None => built,
     };
-    vocab.save(&run_dir.join("vocab.txt"))?;
-    let config_text = toml::to_string_pretty(config).context("serialising the resolved config")?;
-    data::files::write_atomic(&run_dir.join("config.toml"), config_text.as_bytes())?;
     let d = &config.data;
     let (training, held_out) = split_validation(tokenized, d.validation, d.examples);
     let batches = Batches::new(&training, &vocab, d, d.batch_size)?;
@@ -85,6 +82,22 @@ pub fn train(config: &Config, run_dir: &Path, resume: bool) -> Result<RunSummary
         0 => None,
         _ => Some(Batches::new(&held_out, &vocab, d, d.batch_size)?),
     };
+    // On a GPU each tensor is one buffer: the largest, a batch's logits, must fit in one.
+    if let Some(first) = batches.epoch(0, 0).next() {
+        let rows = first.targets.len();
+        opened
+            .check_fits(
+                &format!(
+                    "one batch's logits ({rows} positions x {} words)",
+                    vocab.len()
+                ),
+                (rows * vocab.len() * 4) as u64,
+            )
+            .map_err(|e| anyhow!("{e}; lower data.batch_size or data.seq_len"))?;
+    }
+    vocab.save(&run_dir.join("vocab.txt"))?;
+    let config_text = toml::to_string_pretty(config).context("serialising the resolved config")?;
+    data::files::write_atomic(&run_dir.join("config.toml"), config_text.as_bytes())?;
     println!(
         "vocabulary {} entries; {:?}: {} training examples in {} batches of {} x {} per epoch{}",
         vocab.len(),
