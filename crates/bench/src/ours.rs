@@ -132,9 +132,8 @@ pub fn run(args: &OursArgs) -> Result<()> {
     let t = TrainConfig::default();
     let spec = args.device.apply(DeviceSpec::default());
     let opened = spec.open().map_err(anyhow::Error::msg)?;
-    let logits = file.batch_size * file.seq_len * vocab.len() * 4;
     opened
-        .check_fits("the batch's logits", logits as u64)
+        .check_logits_fit(file.batch_size * file.seq_len, vocab.len())
         .map_err(anyhow::Error::msg)?;
     let device = opened.device.clone().autodiff();
     device.seed(42);

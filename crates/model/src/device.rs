@@ -121,12 +121,14 @@ pub fn runs_fused_ops(device: &Device) -> bool {
 }
 
 impl OpenDevice {
-    /// An error naming the limit when one tensor of `bytes`, described by `what`, would not fit
-    /// in a single buffer of this device (Mesa's OpenGL allows 128 MiB; the CPU has no limit).
-    pub fn check_fits(&self, what: &str, bytes: u64) -> Result<(), String> {
+    /// An error naming both sizes when one batch's logits, `rows` positions x `vocab` words of
+    /// f32 and the largest tensor of a step, would not fit in a single buffer of this device
+    /// (Mesa's OpenGL allows 128 MiB; the CPU has no limit).
+    pub fn check_logits_fit(&self, rows: usize, vocab: usize) -> Result<(), String> {
+        let bytes = (rows * vocab * std::mem::size_of::<f32>()) as u64;
         match self.max_buffer_bytes {
             Some(max) if bytes > max => Err(format!(
-                "{}: {what} take {} MiB in one buffer, more than this adapter's largest ({} MiB)",
+                "{}: one batch's logits ({rows} positions x {vocab} words) take {} MiB in one buffer, more than this adapter's largest ({} MiB)",
                 self.description,
                 bytes >> 20,
                 max >> 20

@@ -84,15 +84,8 @@ pub fn train(config: &Config, run_dir: &Path, resume: bool) -> Result<RunSummary
     };
     // On a GPU each tensor is one buffer: the largest, a batch's logits, must fit in one.
     if let Some(first) = batches.epoch(0, 0).next() {
-        let rows = first.targets.len();
         opened
-            .check_fits(
-                &format!(
-                    "one batch's logits ({rows} positions x {} words)",
-                    vocab.len()
-                ),
-                (rows * vocab.len() * 4) as u64,
-            )
+            .check_logits_fit(first.targets.len(), vocab.len())
             .map_err(|e| anyhow!("{e}; lower data.batch_size or data.seq_len"))?;
     }
     vocab.save(&run_dir.join("vocab.txt"))?;
