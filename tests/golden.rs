@@ -35,7 +35,7 @@ fn vocabulary_texts_and_ids_match_keras() {
         std::fs::read_to_string(root().join("tests/golden/keras-textvectorization/vocab.txt"))
             .unwrap();
     let keras_vocab: Vec<&str> = keras_vocab.lines().collect();
-    assert_eq!(vocab.len(), keras_vocab.len());
+    assert_eq!(vocab.size(), keras_vocab.len());
     for (id, (ours, theirs)) in vocab.tokens().iter().zip(&keras_vocab).enumerate() {
         assert_eq!(ours, theirs, "vocabulary differs at id {id}");
     }

@@ -1,7 +1,7 @@
-//! Many-to-one toys: seed 004's alphabet (`def -> g`) and seed 003's pre-padded prefixes.
+//! Many-to-one toys: the next-letter toy's alphabet (`def -> g`) and the n-gram prefix model's pre-padded prefixes.
 
 use e2e::{generate_greedy as generate, root, scratch, train_small};
-use train::config::Examples;
+use train::config::ExampleKind;
 
 #[test]
 fn the_alphabet_model_says_def_then_g_and_knows_every_window() {
@@ -24,7 +24,7 @@ const PREFIX_VAL_BOUND: f64 = 5.6;
 fn prefixes_of_titles_train_with_a_held_out_validation_loss() {
     let (run, summary) = train_small("prefixes", |c| {
         c.corpus.template = Some("{title}".into());
-        c.data.examples = Examples::Prefixes;
+        c.data.examples = ExampleKind::Prefixes;
         c.data.seq_len = 12;
         c.data.validation = 0.2;
         c.generate.prompts = vec!["chocolate".into()];

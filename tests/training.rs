@@ -10,7 +10,7 @@ use model::recurrent::CellKind;
 /// Loss bound after 2 epochs of the small config (measured 4.35 on flex, seed 42).
 /// A model that does not learn stays near ln(400) = 5.99.
 const LOSS_BOUND: f64 = 4.7;
-/// The same for Adagrad (lr 0.1, gradients clipped to [-1, 1], as seed 000); measured 3.64 after 2 epochs.
+/// The same for Adagrad (lr 0.1, gradients clipped to [-1, 1], as the NumPy passage exercise); measured 3.64 after 2 epochs.
 const ADAGRAD_BOUND: f64 = 4.0;
 
 fn train_args(args: &[&str]) -> train::Args {
@@ -268,17 +268,21 @@ fn the_ndarray_backend_trains_too() {
         "--backend",
         "ndarray",
         "--epochs",
-        "1",
+        "2",
         "--max-batches",
         "4",
     ];
     let summary = train::run(&train_args(&args)).unwrap();
-    let loss = summary.epochs[0].loss;
-    assert!(loss.is_finite() && loss < 6.0, "loss {loss}");
+    // Epoch 2 (4 other batches) is lower than epoch 1 only if the stock path learns.
+    let [first, second] = [0, 1].map(|e| summary.epochs[e].loss);
+    assert!(second < first - 0.1, "epoch losses {first} then {second}");
     let e = train::Args::try_parse_from(["train", "--config", "x", "--backend", "tpu"])
         .unwrap_err()
         .to_string();
-    assert!(e.contains("unknown backend `tpu`"), "{e}");
+    assert!(
+        e.contains("unknown variant `tpu`, expected one of `flex`, `ndarray`, `wgpu`"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -295,12 +299,13 @@ fn adagrad_with_elementwise_clipping_trains_too() {
     );
 }
 
-/// A GRU (measured 4.25 after 2 epochs) and a 2-layer LSTM with dropout 0.1 (4.39) learn as
-/// the one-layer LSTM does, and their checkpoints load for generation.
+/// A GRU (measured 4.29 after 2 epochs), a plain RNN (4.32) and a 2-layer LSTM with dropout 0.1 (4.41)
+/// learn as the one-layer LSTM does, and their checkpoints load for generation.
 #[test]
-fn gru_and_two_layer_models_train_below_the_bound() {
+fn gru_rnn_and_two_layer_models_train_below_the_bound() {
     let variants = [
         ("gru", CellKind::Gru, 1, 0.0),
+        ("rnn", CellKind::Rnn, 1, 0.0),
         ("two-layer", CellKind::Lstm, 2, 0.1),
     ];
     for (name, cell, num_layers, dropout) in variants {

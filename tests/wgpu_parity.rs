@@ -5,15 +5,17 @@
 use std::path::Path;
 use std::sync::Once;
 
-use data::{CorpusSpec, StreamWindows, Tokenizer, Vocab};
+use data::{Tokenizer, Vocab};
 use e2e::{root, scratch};
 use model::burn::module::Module;
 use model::burn::tensor::Device;
 use model::{
-    Backend, Checkpoint, CheckpointMeta, DeviceSpec, Generator, GraphicsApi, LanguageModel,
+    BackendKind, Checkpoint, CheckpointMeta, DeviceSpec, Generator, GraphicsApi, LanguageModel,
     ModelConfig, Sampling,
 };
 use train::config::TrainConfig;
+use train::dataset::Dataset;
+use train::pipeline::{self, PreparedData};
 use train::step::{optimizer, train_step};
 
 /// The largest relative difference allowed between the two backends' losses.
@@ -25,10 +27,14 @@ fn wgpu_spec() -> DeviceSpec {
     static ENV: Once = Once::new();
     // SAFETY: each test calls this first, and `Once` holds the others until it returns, so no
     // other thread of this process runs yet, let alone reads the environment.
-    // `no_opt`: llvmpipe compiles each new shader in seconds instead of minutes.
-    ENV.call_once(|| unsafe { std::env::set_var("GALLIVM_PERF", "no_opt") });
+    // `no_opt`: llvmpipe compiles each new shader in seconds instead of minutes; `minimal`:
+    // CubeCL times fewer kernel variants before it picks one.
+    ENV.call_once(|| unsafe {
+        std::env::set_var("GALLIVM_PERF", "no_opt");
+        std::env::set_var("CUBECL_AUTOTUNE_LEVEL", "minimal");
+    });
     DeviceSpec {
-        backend: Backend::Wgpu,
+        backend: BackendKind::Wgpu,
         adapter: None,
         graphics_api: GraphicsApi::Gl,
     }
@@ -40,22 +46,25 @@ fn open(spec: DeviceSpec) -> Device {
     opened.device
 }
 
-/// Tiny Shakespeare's 50 most frequent characters, and its first 4,000 characters as ids.
-fn shakespeare() -> (Vocab, Vec<u32>) {
-    let text = CorpusSpec::new(root().join("datasets/tinyshakespeare/input.txt.gz"))
-        .load_stream()
-        .unwrap();
-    let tokens = Tokenizer::Char.tokens(&text);
-    let vocab = Vocab::build(&tokens, 50);
-    assert_eq!(vocab.len(), 50);
-    let ids = tokens[..4000].iter().map(|t| vocab.id(t)).collect();
-    (vocab, ids)
+/// Tiny Shakespeare through the product's pipeline: its 50 most frequent characters, read as
+/// 4 parallel streams in windows of 8 with the state carried.
+fn shakespeare() -> PreparedData {
+    let (mut config, _) =
+        train::Config::load(&root().join("configs/shakespeare-char.toml")).unwrap();
+    config.corpus.path = root().join(&config.corpus.path);
+    config.data.vocab_size = 50;
+    config.data.seq_len = 8;
+    config.data.batch_size = 4;
+    config.data.validation = 0.0;
+    let data = pipeline::prepare(&config).unwrap();
+    assert_eq!(data.vocab.size(), 50);
+    data
 }
 
 fn meta(vocab: &Vocab, step: u64) -> CheckpointMeta {
     CheckpointMeta {
         model: ModelConfig::sized(8, 16),
-        vocab_size: vocab.len(),
+        vocab_size: vocab.size(),
         tokenizer: Tokenizer::Char,
         context: None,
         epoch: step as usize,
@@ -66,25 +75,24 @@ fn meta(vocab: &Vocab, step: u64) -> CheckpointMeta {
 
 /// 10 Adam steps (lr 0.01) on batches of 4 x 8 characters, state carried between windows,
 /// from the checkpoint in `start`; the model and every step's loss.
-fn train_ten_steps(start: &Path, ids: &[u32], device: &Device) -> (LanguageModel, Vec<f64>) {
+fn train_ten_steps(start: &Path, data: &Dataset, device: &Device) -> (LanguageModel, Vec<f64>) {
     let device = device.clone().autodiff();
     let mut model = Checkpoint::open(start)
         .unwrap()
         .load_model(&device)
         .unwrap();
-    let t = TrainConfig {
+    let settings = TrainConfig {
         learning_rate: 0.01,
         ..TrainConfig::default()
     };
-    let mut optim = optimizer(&t);
-    let windows = StreamWindows::new(ids, 4, 8).unwrap();
+    let mut optim = optimizer(&settings);
     let (mut losses, mut state) = (Vec::new(), None);
-    for k in 0..10 {
+    for batch in data.epoch(0, 1).take(10) {
         let out = train_step(
             model,
             &mut optim,
-            &windows.window(k),
-            t.learning_rate,
+            &batch,
+            settings.learning_rate,
             &device,
             state,
         );
@@ -98,10 +106,7 @@ fn train_ten_steps(start: &Path, ids: &[u32], device: &Device) -> (LanguageModel
 fn greedy(model: &LanguageModel, vocab: &Vocab, device: &Device) -> String {
     let mut generator = Generator::new(model, vocab, Tokenizer::Char, device.clone(), 0);
     let prompt = generator.prompt("First ").unwrap();
-    let sampling = Sampling {
-        greedy: true,
-        ..Sampling::with_temperature(1.0).unwrap()
-    };
+    let sampling = Sampling::greedy();
     let ids = generator.generate(&prompt.ids, 40, &sampling);
     generator.decode(&ids)
 }
@@ -110,19 +115,21 @@ fn greedy(model: &LanguageModel, vocab: &Vocab, device: &Device) -> String {
 fn ten_adam_steps_on_wgpu_match_the_cpu() {
     let gpu = open(wgpu_spec());
     let cpu = Device::flex();
-    let (vocab, ids) = shakespeare();
+    let PreparedData {
+        vocab, training, ..
+    } = shakespeare();
     let dir = scratch("wgpu-parity");
 
     // One initial model, saved on the CPU and loaded on both backends.
     let init = cpu.clone().autodiff();
     init.seed(3);
-    let model = ModelConfig::sized(8, 16).init(vocab.len(), &init);
+    let model = ModelConfig::sized(8, 16).init(vocab.size(), &init);
     let start = Checkpoint::save(&dir.join("init"), &model, None, &vocab, meta(&vocab, 0))
         .unwrap()
         .dir;
 
-    let (cpu_model, cpu_losses) = train_ten_steps(&start, &ids, &cpu);
-    let (gpu_model, gpu_losses) = train_ten_steps(&start, &ids, &gpu);
+    let (cpu_model, cpu_losses) = train_ten_steps(&start, &training, &cpu);
+    let (gpu_model, gpu_losses) = train_ten_steps(&start, &training, &gpu);
     eprintln!("cpu losses {cpu_losses:?}\nwgpu losses {gpu_losses:?}");
     assert!(
         cpu_losses.last() < cpu_losses.first(),
@@ -165,15 +172,19 @@ fn a_run_moves_between_backends_with_resume() {
     config.train.max_batches_per_epoch = Some(5);
     config.generate.max_tokens = 20;
     let run = scratch("wgpu-resume").join("run");
-    // Epoch 1 on wgpu, epoch 2 on the CPU from its checkpoint, epoch 3 on wgpu again.
+    // Epoch 1 on wgpu, epoch 2 on the CPU from its checkpoint, epoch 3 on wgpu again. Every
+    // epoch trains the same 5 windows (a stream is read in order), so each one's loss is below
+    // the one before only if the weights and Adam's moments came through the move.
+    let mut losses = Vec::new();
     for (epoch, spec) in [(1, wgpu), (2, DeviceSpec::default()), (3, wgpu)] {
         config.train.epochs = epoch;
         config.train.set_device_spec(spec);
         let summary = train::train(&config, &run, epoch > 1).unwrap();
         let m = &summary.epochs[0];
-        assert_eq!(m.epoch, epoch);
-        assert!(m.loss.is_finite(), "epoch {epoch}: loss {}", m.loss);
+        assert_eq!((m.epoch, m.step), (epoch, 5 * epoch as u64));
+        losses.push(m.loss);
     }
+    assert!(losses[0] > losses[1] && losses[1] > losses[2], "{losses:?}");
     let samples = std::fs::read_to_string(run.join("samples.txt")).unwrap();
     assert!(samples.contains("epoch 3 |"), "{samples}");
 }

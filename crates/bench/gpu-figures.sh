@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU figures for the README (B=32, T=200, V=10,000): our step on wgpu beside PyTorch on CUDA
-# and our CPU step, interleaved in one run, on a lent GPU machine that has no Rust toolchain
-# and no network. Two halves:
+# and our CPU step, interleaved in one run, on a GPU machine that has no Rust toolchain and no
+# network. Everything it writes stays under the checkout (.gpu/ and target/). Two halves:
 #
 #   crates/bench/gpu-figures.sh prepare   # here: builds the bench with wgpu (release) and
 #                                         # puts it and the Vulkan/EGL loaders in .gpu/
@@ -19,7 +19,7 @@ prepare() {
     gzip -f .gpu/bench
     grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >>.git/info/exclude
     # The loaders the GPU machine may lack (its NVIDIA driver brings the rest).
-    local lists=/tmp/gpu-figures-apt
+    local lists=$PWD/target/gpu-figures-apt
     local o=(-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 "-oDir::State::Lists=$lists")
     mkdir -p "$lists/partial"
     apt-get "${o[@]}" update -qq
@@ -30,10 +30,14 @@ prepare() {
 
 run() {
     [ -f .gpu/bench.gz ] || { echo ".gpu/bench.gz is missing: run '$0 prepare' first and carry .gpu" >&2; exit 1; }
-    gunzip -c .gpu/bench.gz >/tmp/bench
-    chmod +x /tmp/bench
-    for f in .gpu/*.deb; do dpkg -x "$f" /; done
-    ldconfig
+    gunzip -c .gpu/bench.gz >.gpu/bench
+    chmod +x .gpu/bench
+    # The loaders go into a private prefix; the dynamic loader finds them through
+    # LD_LIBRARY_PATH, and the system's own directories stay untouched.
+    local prefix=$PWD/.gpu/root
+    mkdir -p "$prefix"
+    for f in .gpu/*.deb; do dpkg -x "$f" "$prefix"; done
+    export LD_LIBRARY_PATH=$prefix/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
     local nv=/usr/local/nvidia/share
     if [ -f "$nv/vulkan/icd.d/nvidia_icd.json" ]; then
         export VK_DRIVER_FILES=$nv/vulkan/icd.d/nvidia_icd.json
@@ -42,7 +46,7 @@ run() {
     nvidia-smi -L || true
     local out=${OUT:-target/gpu-figures}
     mkdir -p "$out"
-    /tmp/bench compare --quick --wgpu --no-stock --python python3 --pytorch-device cuda 2>&1 |
+    .gpu/bench compare --quick --wgpu --no-stock --python python3 --pytorch-device cuda 2>&1 |
         tee "$out/compare.txt"
 }
 

@@ -27,7 +27,7 @@ class WordLm(torch.nn.Module):
 
 
 def memorise(path, max_steps):
-    """Seed 000 with Adam: a char LSTM(128) over one passage in windows of 50 with the state
+    """The NumPy passage exercise with Adam: a char LSTM(128) over one passage in windows of 50 with the state
     carried, until 0.999 * smooth + 0.001 * window loss <= 0.1. Prints steps and seconds."""
     text = open(path, encoding="utf-8").read()
     chars = sorted(set(text))
@@ -60,7 +60,7 @@ def memorise(path, max_steps):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--memorise", help="seed 000's passage: report time to its loss target")
+    p.add_argument("--memorise", help="the NumPy exercise's passage: report time to its loss target")
     p.add_argument("--batches", help="the bench's batches.json")
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--warmup", type=int, default=1)

@@ -1,10 +1,10 @@
 //! `cargo run --release -p bench -- compare [--quick]`: our training step and generation
 //! against the PyTorch reference on the same batches, interleaved in one run, as a table.
 
-mod batches;
 mod ours;
 mod pytorch;
 mod report;
+mod shared_data;
 
 use std::path::PathBuf;
 
@@ -24,7 +24,7 @@ struct Cli {
 enum Command {
     /// Our step and PyTorch's on the textbook model, interleaved, medians in a table.
     Compare(CompareArgs),
-    /// Seed 000's memorisation task, ours and PyTorch's: steps and seconds to the loss target.
+    /// The NumPy passage exercise (memorise a passage), ours and PyTorch's: steps and seconds to the loss target.
     Memorise(MemoriseArgs),
     /// (internal) One measuring process of ours, run by `compare`; prints one JSON line.
     #[command(hide = true)]
@@ -92,7 +92,7 @@ fn compare(args: &CompareArgs) -> Result<()> {
         true => None,
         false => Some(pytorch::python(args.python.as_deref())?),
     };
-    let batches = batches::prepare(steps + 1)?;
+    let batches = shared_data::prepare(steps + 1)?;
     let mut runs = Vec::new();
     for round in 1..=rounds {
         eprintln!("round {round}/{rounds}: ours");

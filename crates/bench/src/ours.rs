@@ -9,12 +9,14 @@ use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use burn::tensor::Device;
 use data::{Tokenizer, Vocab};
-use model::{Backend, DeviceArgs, DeviceSpec, Generator, ModelConfig, Sampling};
+use model::{
+    BackendKind, DeviceArgs, DeviceSpec, Generator, Kernels, Matmul, ModelConfig, Sampling,
+};
 use serde::{Deserialize, Serialize};
 use train::config::TrainConfig;
 use train::step::{optimizer, train_step};
 
-use crate::batches::BatchFile;
+use crate::shared_data::SharedData;
 
 /// Arguments of the internal `ours` subcommand.
 #[derive(clap::Args)]
@@ -31,6 +33,12 @@ pub struct OursArgs {
     /// Backend and wgpu adapter (default: flex).
     #[command(flatten)]
     device: DeviceArgs,
+    /// `fused` or `reference` (Burn's own operations).
+    #[arg(long, default_value = "fused", value_parser = model::parse_setting::<Kernels>)]
+    kernels: Kernels,
+    /// `auto`, `openblas` or `builtin`.
+    #[arg(long, default_value = "auto", value_parser = model::parse_setting::<Matmul>)]
+    matmul: Matmul,
 }
 
 /// What one measuring process reports (the PyTorch script prints the same fields).
@@ -48,7 +56,7 @@ pub struct Measured {
     pub gen_tokens_per_s: f64,
 }
 
-/// Time to seed 000's target: one training run.
+/// Time to the passage exercise's loss target: one training run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ToTarget {
     /// Name and version.
@@ -90,7 +98,7 @@ pub enum Row {
 }
 
 /// Runs `bench ours` as a child process for `row` and reads its report.
-pub fn spawn(batches: &BatchFile, steps: usize, row: Row) -> Result<Measured> {
+pub fn spawn(batches: &SharedData, steps: usize, row: Row) -> Result<Measured> {
     let exe = std::env::current_exe().context("locating the bench binary")?;
     let mut cmd = Command::new(exe);
     cmd.args(["ours", "--batches"])
@@ -99,7 +107,7 @@ pub fn spawn(batches: &BatchFile, steps: usize, row: Row) -> Result<Measured> {
     match row {
         Row::Ours => {}
         Row::Stock => {
-            cmd.env("TEXTGEN_FUSED", "0").env("TEXTGEN_BLAS", "gemm");
+            cmd.args(["--kernels", "reference", "--matmul", "builtin"]);
         }
         Row::Wgpu => {
             cmd.args(["--backend", "wgpu"]);
@@ -125,26 +133,33 @@ pub fn read_report<T: serde::de::DeserializeOwned>(mut cmd: Command, what: &str)
 /// The `ours` subcommand.
 pub fn run(args: &OursArgs) -> Result<()> {
     train::allocator::keep_freed_memory();
-    let file = BatchFile::open(&args.batches)?;
+    let file = SharedData::open(&args.batches)?;
     let raw = std::fs::read(&file.file)
         .with_context(|| format!("{}: cannot read", file.file.display()))?;
     let vocab = Vocab::load(&file.vocab)?;
-    let t = TrainConfig::default();
+    let settings = TrainConfig::default();
     let spec = args.device.apply(DeviceSpec::default());
-    let opened = spec.open().map_err(anyhow::Error::msg)?;
-    opened
-        .check_logits_fit(file.batch_size * file.seq_len, vocab.len())
-        .map_err(anyhow::Error::msg)?;
+    let opened = spec.open()?;
+    opened.check_logits_fit(file.batch_size * file.seq_len, vocab.size())?;
+    let matmul = kernels::matmul::select(args.matmul)?;
     let device = opened.device.clone().autodiff();
-    device.seed(42);
-    let mut model =
-        ModelConfig::sized(file.embedding_dim, file.hidden_size).init(vocab.len(), &device);
-    let mut optim = optimizer(&t);
+    device.seed(settings.seed);
+    let mut model = ModelConfig::sized(file.embedding_dim, file.hidden_size)
+        .init(vocab.size(), &device)
+        .with_kernels(args.kernels);
+    let mut optim = optimizer(&settings);
     let (mut ms, mut losses) = (Vec::new(), Vec::new());
     for i in 0..=args.steps {
         let batch = file.batch(&raw, i % file.batches);
         let start = Instant::now();
-        let out = train_step(model, &mut optim, &batch, t.learning_rate, &device, None);
+        let out = train_step(
+            model,
+            &mut optim,
+            &batch,
+            settings.learning_rate,
+            &device,
+            None,
+        );
         model = out.model;
         if i > 0 {
             ms.push(start.elapsed().as_secs_f64() * 1000.0);
@@ -154,14 +169,10 @@ pub fn run(args: &OursArgs) -> Result<()> {
     let gen_tokens_per_s =
         generation_speed(&model.valid(), &vocab, &opened.device, args.gen_tokens);
     let report = Measured {
-        system: match (spec.backend, model::device::runs_fused_ops(&device)) {
-            (Backend::Wgpu, _) => format!("ours ({})", opened.description),
+        system: match (spec.backend, args.kernels.fused_on(&device)) {
+            (BackendKind::Wgpu, _) => format!("ours ({})", opened.description),
             (_, false) => format!("stock Burn ({})", opened.description),
-            (_, true) => format!(
-                "ours ({}, {})",
-                opened.description,
-                model::blas::implementation()
-            ),
+            (_, true) => format!("ours ({}, {matmul})", opened.description),
         },
         ms,
         losses,
@@ -179,11 +190,7 @@ fn generation_speed(
     tokens: usize,
 ) -> f64 {
     let mut generator = Generator::new(model, vocab, Tokenizer::Word, device.clone(), 0);
-    let greedy = Sampling {
-        temperature: 1.0,
-        top_k: None,
-        greedy: true,
-    };
+    let greedy = Sampling::greedy();
     let start = Instant::now();
     // A stop id ends generation early; count what was generated.
     let n = generator.generate(&[2, 3], tokens, &greedy).len().max(1);

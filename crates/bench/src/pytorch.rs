@@ -6,8 +6,8 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::batches::BatchFile;
 use crate::ours::{Measured, ToTarget, read_report};
+use crate::shared_data::SharedData;
 
 const SCRIPT: &str = "crates/bench/pytorch/word_lm.py";
 const VENV: &str = "target/bench-venv";
@@ -56,7 +56,7 @@ fn run(cmd: &mut Command, what: &str) -> Result<()> {
 }
 
 /// Runs the reference script on `batches` for `steps` timed steps on `device` (`cpu`, `cuda`).
-pub fn spawn(python: &Path, batches: &BatchFile, steps: usize, device: &str) -> Result<Measured> {
+pub fn spawn(python: &Path, batches: &SharedData, steps: usize, device: &str) -> Result<Measured> {
     let mut cmd = Command::new(python);
     cmd.arg(SCRIPT).arg("--batches").arg(&batches.meta).args([
         "--steps",

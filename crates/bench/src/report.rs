@@ -3,8 +3,8 @@
 
 use std::fmt::Write;
 
-use crate::batches::BatchFile;
 use crate::ours::{Measured, ToTarget};
+use crate::shared_data::SharedData;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -17,7 +17,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// One row per system (in first-seen order), then `ratio ours/<system> tokens_per_s = X.XX`
 /// for each of the others, and `ratio wgpu/pytorch` when both ran (the GPU figures).
-pub fn table(batches: &BatchFile, runs: &[Measured]) -> String {
+pub fn table(batches: &SharedData, runs: &[Measured]) -> String {
     let tokens = (batches.batch_size * batches.seq_len) as f64;
     let mut systems: Vec<&str> = Vec::new();
     for r in runs {
@@ -89,7 +89,7 @@ fn kind(system: &str) -> &'static str {
     }
 }
 
-/// Seed 000's time to target per system.
+/// The passage exercise's time to its loss target, per system.
 pub fn memorise_table(runs: &[ToTarget]) -> String {
     let mut out =
         String::from("| system | steps to target | seconds | ms/step |\n|---|---|---|---|\n");
@@ -122,7 +122,7 @@ mod tests {
 
     #[test]
     fn ratios_set_ours_against_each_system_and_wgpu_against_pytorch() {
-        let batches = BatchFile {
+        let batches = SharedData {
             file: "b.bin".into(),
             meta: "b.json".into(),
             vocab: "v.txt".into(),

@@ -1,42 +1,50 @@
 //! The data crate's error type: every variant names the file it is about.
 
-use std::fmt;
 use std::path::PathBuf;
 
 /// Something wrong with a corpus or vocabulary file.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    /// The file could not be opened or read.
+    /// The file could not be opened, read or written.
+    #[error("{}: {source}", path.display())]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The operating system's error.
         source: std::io::Error,
     },
     /// The file is not valid UTF-8.
-    Utf8 { path: PathBuf, detail: String },
+    #[error("{}: not valid UTF-8 ({detail})", path.display())]
+    Utf8 {
+        /// The file.
+        path: PathBuf,
+        /// Where the first invalid byte is.
+        detail: String,
+    },
     /// The file's contents do not fit the expected format.
-    Format { path: PathBuf, detail: String },
+    #[error("{}: {detail}", path.display())]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What does not fit, and where.
+        detail: String,
+    },
     /// The file held no usable records or tokens.
-    Empty { path: PathBuf, detail: String },
+    #[error("{}: {detail}", path.display())]
+    Empty {
+        /// The file.
+        path: PathBuf,
+        /// What was missing.
+        detail: String,
+    },
 }
 
-impl fmt::Display for DataError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DataError::Io { path, source } => write!(f, "{}: {source}", path.display()),
-            DataError::Utf8 { path, detail } => {
-                write!(f, "{}: not valid UTF-8 ({detail})", path.display())
-            }
-            DataError::Format { path, detail } => write!(f, "{}: {detail}", path.display()),
-            DataError::Empty { path, detail } => write!(f, "{}: {detail}", path.display()),
-        }
-    }
-}
-
-impl std::error::Error for DataError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            DataError::Io { source, .. } => Some(source),
-            _ => None,
-        }
-    }
+/// A token stream too short for the windows asked of it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{tokens} tokens are too few for {rows} parallel streams (each needs at least 2)")]
+pub struct StreamTooShort {
+    /// Tokens in the stream.
+    pub tokens: usize,
+    /// Parallel rows asked for.
+    pub rows: usize,
 }

@@ -3,6 +3,8 @@
 use std::io::Read;
 use std::path::Path;
 
+use indicatif::{ProgressBar, ProgressStyle};
+
 use crate::DataError;
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DataError + '_ {
@@ -12,9 +14,27 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DataError + '_ {
     }
 }
 
+/// Files at least this large show a progress bar while they are read (on a terminal).
+const PROGRESS_BYTES: u64 = 64 << 20;
+
 /// Reads a file's bytes, decompressing it when its name ends in `.gz`.
 pub fn read_bytes(path: &Path) -> Result<Vec<u8>, DataError> {
-    let raw = std::fs::read(path).map_err(io_err(path))?;
+    let file = std::fs::File::open(path).map_err(io_err(path))?;
+    let size = file.metadata().map_err(io_err(path))?.len();
+    let bar = match size >= PROGRESS_BYTES {
+        true => ProgressBar::new(size)
+            .with_style(
+                ProgressStyle::with_template("reading {msg} {bar:30} {bytes}/{total_bytes}")
+                    .expect("a valid progress template"),
+            )
+            .with_message(path.display().to_string()),
+        false => ProgressBar::hidden(),
+    };
+    let mut raw = Vec::with_capacity(size as usize);
+    bar.wrap_read(file)
+        .read_to_end(&mut raw)
+        .map_err(io_err(path))?;
+    bar.finish_and_clear();
     if path.extension().is_some_and(|e| e == "gz") {
         let mut out = Vec::with_capacity(raw.len() * 4);
         flate2::read::MultiGzDecoder::new(&raw[..])

@@ -1,5 +1,5 @@
 //! A corpus read as one continuous token stream, for truncated backpropagation through time
-//! (char-rnn, torch-rnn, and seed 000's `h_prev`/`C_prev` loop).
+//! (char-rnn, torch-rnn, and the NumPy passage exercise's `h_prev`/`C_prev` loop).
 //!
 //! The stream is cut into `batch_size` equal rows that are read side by side in consecutive
 //! windows of `seq_len`; the LSTM state at the end of window k starts window k+1:
@@ -12,6 +12,7 @@
 //! ```
 
 use crate::Batch;
+use crate::error::StreamTooShort;
 
 /// Consecutive windows over parallel rows of one token stream.
 #[derive(Debug, Clone)]
@@ -25,13 +26,13 @@ pub struct StreamWindows {
 impl StreamWindows {
     /// Cuts `ids` into `batch_size` rows (the remainder is dropped); an error when a row
     /// would hold fewer than two tokens.
-    pub fn new(ids: &[u32], batch_size: usize, seq_len: usize) -> Result<Self, String> {
+    pub fn new(ids: &[u32], batch_size: usize, seq_len: usize) -> Result<Self, StreamTooShort> {
         let row_len = ids.len() / batch_size.max(1);
         if row_len < 2 {
-            return Err(format!(
-                "{} tokens are too few for {batch_size} parallel streams (each needs at least 2)",
-                ids.len()
-            ));
+            return Err(StreamTooShort {
+                tokens: ids.len(),
+                rows: batch_size,
+            });
         }
         Ok(Self {
             rows: batch_size,
@@ -42,18 +43,13 @@ impl StreamWindows {
     }
 
     /// Windows per pass (the last one may be shorter than `seq_len`).
-    pub fn len(&self) -> usize {
+    pub fn count(&self) -> usize {
         (self.row_len - 1).div_ceil(self.seq_len)
     }
 
     /// Input positions per pass, over all rows.
     pub fn positions(&self) -> usize {
         self.rows * (self.row_len - 1)
-    }
-
-    /// True when there is no window (never, for a stream built by [`StreamWindows::new`]).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Window `k`: inputs `[rows, len]` and the same positions one token later as targets.
@@ -86,7 +82,7 @@ mod tests {
     fn windows_cover_every_row_and_targets_are_shifted() {
         let ids: Vec<u32> = (0..25).collect();
         let s = StreamWindows::new(&ids, 2, 4).unwrap();
-        assert_eq!(s.len(), 3);
+        assert_eq!(s.count(), 3);
         let w0 = s.window(0);
         assert_eq!(w0.inputs, [0, 1, 2, 3, 12, 13, 14, 15]);
         assert_eq!(w0.targets, [1, 2, 3, 4, 13, 14, 15, 16]);

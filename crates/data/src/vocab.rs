@@ -65,13 +65,8 @@ impl Vocab {
     }
 
     /// Number of entries, the reserved ones included.
-    pub fn len(&self) -> usize {
+    pub fn size(&self) -> usize {
         self.tokens.len()
-    }
-
-    /// True when the vocabulary holds only the reserved entries or none at all.
-    pub fn is_empty(&self) -> bool {
-        self.tokens.len() <= 2
     }
 
     /// The id of `token`, or [`UNK_ID`] when it is not in the vocabulary.

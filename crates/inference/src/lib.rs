@@ -7,9 +7,10 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use data::defaults;
 use model::burn::tensor::Device;
-use model::sampling::{check_temperature, probabilities, top};
-use model::{Backend, Checkpoint, DeviceArgs, DeviceSpec, Generator, Sampling};
+use model::generation::sampling::{check_temperature, probabilities, top};
+use model::{BackendKind, Checkpoint, DeviceArgs, DeviceSpec, Generator, Sampling};
 
 /// Use a trained LSTM language model.
 #[derive(Debug, Clone, Parser)]
@@ -63,7 +64,7 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 1.0)]
     pub temperature: f32,
     /// Most new tokens to generate (generation also stops at the stop token).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = defaults::MAX_TOKENS)]
     pub max_tokens: usize,
     /// Always take the most likely next token.
     #[arg(long)]
@@ -72,7 +73,7 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub top_k: Option<usize>,
     /// Seed for sampling.
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = defaults::SEED)]
     pub seed: u64,
 }
 
@@ -111,8 +112,8 @@ impl Loaded {
     /// Opens the checkpoint `source` names and loads its model and vocabulary.
     fn open(source: &Source) -> Result<Self> {
         let spec = source.device.apply(DeviceSpec::default());
-        let opened = spec.open().map_err(anyhow::Error::msg)?;
-        if spec.backend == Backend::Wgpu {
+        let opened = spec.open()?;
+        if spec.backend == BackendKind::Wgpu {
             eprintln!("device: {opened}");
         }
         let ckpt = Checkpoint::open(&source.checkpoint)?;
@@ -137,9 +138,7 @@ impl Loaded {
             seed,
         )
         .with_context(self.ckpt.meta.context);
-        let prompt = generator
-            .prompt(&self.source.prompt)
-            .map_err(anyhow::Error::msg)?;
+        let prompt = generator.prompt(&self.source.prompt)?;
         if !prompt.unknown.is_empty() {
             eprintln!(
                 "warning: not in the vocabulary, read as [UNK]: {}",
@@ -151,9 +150,7 @@ impl Loaded {
 }
 
 fn generate(args: &GenerateArgs) -> Result<String> {
-    check_temperature(args.temperature)
-        .map_err(anyhow::Error::msg)
-        .context("--temperature")?;
+    check_temperature(args.temperature).context("--temperature")?;
     let loaded = Loaded::open(&args.source)?;
     let (mut generator, prompt) = loaded.generator(args.seed)?;
     let sampling = Sampling {
@@ -178,9 +175,7 @@ fn probs(args: &ProbsArgs) -> Result<String> {
         bail!("--temperatures needs at least one value");
     }
     for &t in &args.temperatures {
-        check_temperature(t)
-            .map_err(anyhow::Error::msg)
-            .context("--temperatures")?;
+        check_temperature(t).context("--temperatures")?;
     }
     let loaded = Loaded::open(&args.source)?;
     let (generator, prompt) = loaded.generator(0)?;
@@ -208,7 +203,7 @@ fn probs(args: &ProbsArgs) -> Result<String> {
 fn trace(args: &TraceArgs) -> Result<String> {
     let loaded = Loaded::open(&args.source)?;
     let (_, ids) = loaded.generator(0)?;
-    let steps = model::trace::trace(&loaded.model, &ids)
+    let steps = model::generation::trace::trace(&loaded.model, &ids)
         .map_err(|e| anyhow::anyhow!("{}: {e}", loaded.ckpt.dir.display()))?;
     let mut out = String::new();
     for (t, (id, step)) in ids.iter().zip(steps).enumerate() {

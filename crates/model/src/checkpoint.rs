@@ -11,7 +11,6 @@
 //! A checkpoint is written to `epoch-NNN.tmp` and renamed into place, so an interrupted save
 //! never leaves a half-written checkpoint under a real name.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
@@ -59,40 +58,71 @@ pub struct Checkpoint {
     pub meta: CheckpointMeta,
 }
 
-/// Why a checkpoint could not be written or read.
-#[derive(Debug)]
+/// Why a checkpoint could not be found, read or written; every variant names the file.
+#[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    /// Nothing that looks like a checkpoint at this path.
+    /// Neither a checkpoint directory nor a run directory with checkpoints.
+    #[error(
+        "{}: no checkpoint here (expected a run directory with checkpoints/epoch-NNN/ or a checkpoint directory with {META})",
+        .0.display()
+    )]
     NotFound(PathBuf),
-    /// A file inside the checkpoint could not be read or written.
-    File { path: PathBuf, detail: String },
-    /// The vocabulary does not fit the weights or the data it is used with.
-    VocabMismatch { path: PathBuf, detail: String },
+    /// A file or directory could not be read, written or renamed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// `meta.json` is not a checkpoint description.
+    #[error("{}: not a checkpoint description: {source}", path.display())]
+    Meta {
+        /// The file.
+        path: PathBuf,
+        /// The JSON error.
+        source: serde_json::Error,
+    },
+    /// The vocabulary file could not be read or written.
+    #[error(transparent)]
+    Vocab(#[from] data::DataError),
+    /// The vocabulary does not match the model's size.
+    #[error("{}: vocabulary mismatch: {entries} entries, but the model was trained on {expected}", path.display())]
+    VocabSize {
+        /// The vocabulary file.
+        path: PathBuf,
+        /// Its entries.
+        entries: usize,
+        /// The model's vocabulary size.
+        expected: usize,
+    },
+    /// Weights or optimizer state could not be written or did not load.
+    #[error("{}: {what}: {source}", path.display())]
+    Record {
+        /// The file.
+        path: PathBuf,
+        /// What was being done, and the likely causes.
+        what: String,
+        /// Burn's error.
+        source: burn::store::RecordError,
+    },
 }
 
-impl fmt::Display for CheckpointError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CheckpointError::NotFound(p) => write!(
-                f,
-                "{}: no checkpoint here (expected a run directory with checkpoints/epoch-NNN/ or a checkpoint directory with {META})",
-                p.display()
-            ),
-            CheckpointError::File { path, detail } => write!(f, "{}: {detail}", path.display()),
-            CheckpointError::VocabMismatch { path, detail } => {
-                write!(f, "{}: vocabulary mismatch: {detail}", path.display())
-            }
-        }
-    }
-}
-
-impl std::error::Error for CheckpointError {}
-
-fn file_err(path: &Path, detail: impl fmt::Display) -> CheckpointError {
-    CheckpointError::File {
+/// An I/O error on `path`.
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
+    move |source| CheckpointError::Io {
         path: path.to_owned(),
-        detail: detail.to_string(),
+        source,
     }
+}
+
+/// A Burn record error on `path` while doing `what`.
+fn record_err(
+    path: &Path,
+    what: impl Into<String>,
+) -> impl FnOnce(burn::store::RecordError) -> CheckpointError {
+    let (path, what) = (path.to_owned(), what.into());
+    move |source| CheckpointError::Record { path, what, source }
 }
 
 impl Checkpoint {
@@ -112,27 +142,28 @@ impl Checkpoint {
         let dir = checkpoints_dir.join(Self::dir_name(meta.epoch));
         let tmp = checkpoints_dir.join(format!("{}.tmp", Self::dir_name(meta.epoch)));
         if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(|e| file_err(&tmp, e))?;
+            std::fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
         }
-        std::fs::create_dir_all(&tmp).map_err(|e| file_err(&tmp, e))?;
+        std::fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+        let weights = tmp.join(MODEL);
         model
             .clone()
-            .save_file(tmp.join(MODEL))
-            .map_err(|e| file_err(&tmp.join(MODEL), e))?;
+            .save_file(&weights)
+            .map_err(record_err(&weights, "cannot write the weights"))?;
         if let Some(optim) = optimizer {
+            let state = tmp.join(OPTIMIZER);
             optim
-                .save(tmp.join(OPTIMIZER))
-                .map_err(|e| file_err(&tmp.join(OPTIMIZER), e))?;
+                .save(&state)
+                .map_err(record_err(&state, "cannot write the optimizer state"))?;
         }
-        vocab
-            .save(&tmp.join(VOCAB))
-            .map_err(|e| file_err(&tmp.join(VOCAB), e))?;
-        let json = serde_json::to_string_pretty(&meta).map_err(|e| file_err(&tmp.join(META), e))?;
-        std::fs::write(tmp.join(META), json).map_err(|e| file_err(&tmp.join(META), e))?;
+        vocab.save(&tmp.join(VOCAB))?;
+        let json =
+            serde_json::to_string_pretty(&meta).expect("a checkpoint description serialises");
+        std::fs::write(tmp.join(META), json).map_err(io_err(&tmp.join(META)))?;
         if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(|e| file_err(&dir, e))?;
+            std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
         }
-        std::fs::rename(&tmp, &dir).map_err(|e| file_err(&dir, e))?;
+        std::fs::rename(&tmp, &dir).map_err(io_err(&dir))?;
         Ok(Self { dir, meta })
     }
 
@@ -163,9 +194,11 @@ impl Checkpoint {
 
     fn open_dir(dir: &Path) -> Result<Self, CheckpointError> {
         let path = dir.join(META);
-        let text = std::fs::read_to_string(&path).map_err(|e| file_err(&path, e))?;
-        let meta = serde_json::from_str(&text)
-            .map_err(|e| file_err(&path, format!("not a checkpoint description: {e}")))?;
+        let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
+        let meta = serde_json::from_str(&text).map_err(|source| CheckpointError::Meta {
+            path: path.clone(),
+            source,
+        })?;
         Ok(Self {
             dir: dir.to_owned(),
             meta,
@@ -175,15 +208,12 @@ impl Checkpoint {
     /// The checkpoint's vocabulary, checked against the recorded vocabulary size.
     pub fn vocab(&self) -> Result<Vocab, CheckpointError> {
         let path = self.dir.join(VOCAB);
-        let vocab = Vocab::load(&path).map_err(|e| file_err(&path, e))?;
-        if vocab.len() != self.meta.vocab_size {
-            return Err(CheckpointError::VocabMismatch {
+        let vocab = Vocab::load(&path)?;
+        if vocab.size() != self.meta.vocab_size {
+            return Err(CheckpointError::VocabSize {
                 path,
-                detail: format!(
-                    "{} entries, but the model was trained on {}",
-                    vocab.len(),
-                    self.meta.vocab_size
-                ),
+                entries: vocab.size(),
+                expected: self.meta.vocab_size,
             });
         }
         Ok(vocab)
@@ -204,15 +234,13 @@ impl Checkpoint {
             .model
             .init(self.meta.vocab_size, device)
             .try_load_file(&path)
-            .map_err(|e| {
-                file_err(
-                    &path,
-                    format!(
-                        "the weights do not fit a {}-entry vocabulary with {:?} (a checkpoint from another vocabulary, or from before the model's layout changed): {e}",
-                        self.meta.vocab_size, self.meta.model
-                    ),
-                )
-            })?;
+            .map_err(record_err(
+                &path,
+                format!(
+                    "the weights do not fit a {}-entry vocabulary with {:?} (a checkpoint from another vocabulary, or from before the model's layout changed)",
+                    self.meta.vocab_size, self.meta.model
+                ),
+            ))?;
         Ok(model)
     }
 
@@ -225,6 +253,8 @@ impl Checkpoint {
         if !path.is_file() {
             return Ok(optimizer);
         }
-        optimizer.load(&path).map_err(|e| file_err(&path, e))
+        optimizer
+            .load(&path)
+            .map_err(record_err(&path, "cannot load the optimizer state"))
     }
 }

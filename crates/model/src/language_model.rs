@@ -1,12 +1,13 @@
 //! `Embedding(vocab, E) -> LSTM/GRU(H) x num_layers -> Linear(H, vocab)`: the textbook's
-//! word-level language model, and the char-level and toy models of the other seeds. Softmax
-//! lives in the loss and in sampling.
+//! word-level language model, and the character-level and toy models of the other originals.
+//! Softmax lives in the loss and in sampling.
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::{
     Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig, Lstm,
 };
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use kernels::Kernels;
 use serde::{Deserialize, Serialize};
 
 use crate::recurrent::{CellKind, Layer, State};
@@ -29,7 +30,7 @@ pub struct ModelConfig {
     pub embedding_dim: usize,
     /// Units per recurrent layer (the chapter: 128).
     pub hidden_size: usize,
-    /// `lstm` (default) or `gru`.
+    /// `lstm` (default), `gru` or `rnn` (a plain tanh cell).
     pub cell: CellKind,
     /// Recurrent layers stacked on each other (at least 1).
     pub num_layers: usize,
@@ -60,17 +61,18 @@ impl ModelConfig {
     }
 
     /// What is wrong with these settings, if anything.
-    pub fn check(&self) -> Result<(), String> {
-        if self.num_layers == 0 || self.embedding_dim == 0 || self.hidden_size == 0 {
-            return Err(
-                "model.num_layers, embedding_dim and hidden_size must be at least 1".into(),
-            );
+    pub fn check(&self) -> Result<(), ModelConfigError> {
+        for (key, value) in [
+            ("num_layers", self.num_layers),
+            ("embedding_dim", self.embedding_dim),
+            ("hidden_size", self.hidden_size),
+        ] {
+            if value == 0 {
+                return Err(ModelConfigError::Zero(key));
+            }
         }
         if !(0.0..1.0).contains(&self.dropout) {
-            return Err(format!(
-                "model.dropout must be in [0, 1), not {}",
-                self.dropout
-            ));
+            return Err(ModelConfigError::Dropout(self.dropout));
         }
         Ok(())
     }
@@ -98,6 +100,7 @@ impl ModelConfig {
             layers,
             dropout: DropoutConfig::new(self.dropout).init(),
             output: LinearConfig::new(self.hidden_size, vocab_size).init(device),
+            kernels: Kernels::default(),
         };
         // Burn draws a parameter's initial values when it is first read. Reading them all
         // now, in declaration order, makes the weights a function of the seed alone, not of
@@ -105,6 +108,17 @@ impl ModelConfig {
         model.visit(&mut Materialise);
         model
     }
+}
+
+/// A layer setting out of range.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelConfigError {
+    /// A size of zero.
+    #[error("`model.{0}` must be at least 1")]
+    Zero(&'static str),
+    /// A dropout probability outside [0, 1).
+    #[error("`model.dropout` must be in [0, 1), not {0}")]
+    Dropout(f64),
 }
 
 /// Reads every float parameter once.
@@ -123,6 +137,9 @@ pub struct LanguageModel {
     pub(crate) layers: Vec<Layer>,
     pub(crate) dropout: Dropout,
     pub(crate) output: Linear,
+    /// Which implementation runs the recurrent layers and the loss (not saved).
+    #[module(skip)]
+    kernels: Kernels,
 }
 
 impl LanguageModel {
@@ -142,7 +159,8 @@ impl LanguageModel {
             if l > 0 {
                 x = self.dropout.forward(x);
             }
-            let (h, state) = layer.forward(x, carried.as_mut().and_then(Iterator::next));
+            let carried = carried.as_mut().and_then(Iterator::next);
+            let (h, state) = layer.forward(x, carried, self.kernels);
             x = h;
             layers.push(state);
         }
@@ -157,7 +175,13 @@ impl LanguageModel {
     /// Per-row cross-entropy of the output layer on `hidden [N, H]` against `targets [N]`
     /// (fused on flex: the logits are never a tensor of their own).
     pub fn loss_rows(&self, hidden: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
-        crate::loss::output_cross_entropy(&self.output, hidden, targets)
+        crate::loss::output_cross_entropy(&self.output, hidden, targets, self.kernels)
+    }
+
+    /// The same model running `kernels`.
+    pub fn with_kernels(mut self, kernels: Kernels) -> Self {
+        self.kernels = kernels;
+        self
     }
 
     /// Number of vocabulary entries the model predicts over.
@@ -191,7 +215,7 @@ mod tests {
     }
 
     /// Window by window with the state carried equals one pass, for every layer's hidden and
-    /// cell state, for a 1-layer LSTM and a 2-layer GRU.
+    /// cell state, for a 1-layer LSTM, a 2-layer GRU and a plain RNN.
     #[test]
     fn carried_state_over_windows_equals_one_pass() {
         let device = Device::flex();
@@ -201,7 +225,11 @@ mod tests {
             num_layers: 2,
             ..ModelConfig::sized(8, 16)
         };
-        for config in [ModelConfig::sized(8, 16), two_layer_gru] {
+        let rnn = ModelConfig {
+            cell: CellKind::Rnn,
+            ..ModelConfig::sized(8, 16)
+        };
+        for config in [ModelConfig::sized(8, 16), two_layer_gru, rnn] {
             let model = config.init(30, &device);
             let ids: Vec<u32> = (0..24u32).map(|i| (i * 7) % 30).collect();
             let ids = ids_tensor(&ids, [2, 12], &device);
@@ -257,6 +285,6 @@ mod tests {
             dropout: 1.0,
             ..config
         };
-        assert!(bad.check().unwrap_err().contains("dropout"));
+        assert!(bad.check().unwrap_err().to_string().contains("dropout"));
     }
 }

@@ -1,24 +1,24 @@
 //! The LSTM language model and everything that uses a trained one: the loss it trains on,
-//! sampling, generation with carried state, and checkpoints shared by `train` and `inference`.
+//! generation with carried state, checkpoints shared by `train` and `inference`, and the
+//! choice of backend. The fused CPU operations it runs on flex live in the `kernels` crate.
 
-pub mod blas;
 pub mod checkpoint;
 pub mod device;
-pub mod fused_cross_entropy;
-pub mod fused_lstm;
-mod fused_support;
-pub mod generator;
+pub mod generation;
 pub mod language_model;
 pub mod loss;
 pub mod recurrent;
-pub mod sampling;
-pub mod trace;
-#[cfg(feature = "wgpu")]
-mod wgpu_device;
 
 pub use burn;
 pub use checkpoint::{Checkpoint, CheckpointError, CheckpointMeta};
-pub use device::{Backend, DeviceArgs, DeviceSpec, GraphicsApi, OpenDevice};
-pub use generator::Generator;
+pub use device::{BackendKind, DeviceArgs, DeviceError, DeviceSpec, GraphicsApi, OpenDevice};
+pub use generation::{Generator, Sampling};
+pub use kernels::{Kernels, Matmul};
 pub use language_model::{LanguageModel, ModelConfig, ids_tensor};
-pub use sampling::Sampling;
+
+/// Parses a setting spelled on the command line as the config file spells it (`--backend
+/// wgpu`, `--kernels reference`): one spelling, and serde's message naming the choices.
+pub fn parse_setting<T: serde::de::DeserializeOwned>(value: &str) -> Result<T, String> {
+    let value = serde::de::value::StrDeserializer::<serde::de::value::Error>::new(value);
+    T::deserialize(value).map_err(|e| e.to_string())
+}

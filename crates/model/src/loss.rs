@@ -1,23 +1,22 @@
 //! Weighted softmax cross-entropy over next-token logits.
 
 use burn::nn::Linear;
-use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor};
-
-use crate::device::runs_fused_ops;
-use crate::fused_cross_entropy::linear_cross_entropy;
+use kernels::Kernels;
+use kernels::linear_cross_entropy::{linear_cross_entropy, reference};
 
 /// Per-row cross-entropy of `output` applied to `hidden [N, H]` against `targets [N]`: the
-/// fused operation on flex, [`reference_cross_entropy`] of the layer's logits elsewhere.
+/// fused operation where `kernels` runs it, Burn's own of the layer's logits elsewhere.
 pub fn output_cross_entropy(
     output: &Linear,
     hidden: Tensor<2>,
     targets: Tensor<1, Int>,
+    kernels: Kernels,
 ) -> Tensor<1> {
-    if runs_fused_ops(&hidden.device()) {
+    if kernels.fused_on(&hidden.device()) {
         linear_cross_entropy(output, hidden, targets)
     } else {
-        reference_cross_entropy(output.forward(hidden), targets)
+        reference(output.forward(hidden), targets)
     }
 }
 
@@ -25,15 +24,6 @@ pub fn output_cross_entropy(
 /// the weights' sum.
 pub fn weighted_mean(rows: Tensor<1>, weights: Tensor<1>, weight_sum: f32) -> Tensor<1> {
     (rows * weights).sum().div_scalar(weight_sum.max(1.0))
-}
-
-/// Per-row cross-entropy of `logits [N, V]` from Burn's own `log_softmax` and `gather`: the
-/// reference the fused operation is tested against, and the path on other backends.
-pub fn reference_cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
-    log_softmax(logits, 1)
-        .gather(1, targets.unsqueeze_dim(1))
-        .squeeze_dim::<1>(1)
-        .neg()
 }
 
 #[cfg(test)]
@@ -67,7 +57,8 @@ mod tests {
             output.bias = Some(Param::from_tensor(Tensor::zeros([4], &device)));
             let [hidden, weights] = [logits.clone(), weights.clone().unsqueeze_dim::<2>(0)]
                 .map(|t| t.to_device(&device));
-            let rows = output_cross_entropy(&output, hidden, targets.clone().to_device(&device));
+            let targets = targets.clone().to_device(&device);
+            let rows = output_cross_entropy(&output, hidden, targets, Kernels::Fused);
             let got: f32 = weighted_mean(rows, weights.squeeze_dim(0), 2.0).into_scalar();
             assert!(
                 (got as f64 - want).abs() < 1e-5,

@@ -1,14 +1,14 @@
-//! The recurrent core of the language model: `num_layers` LSTM (default) or GRU layers, with
-//! dropout between them, and the state carried from one call to the next.
+//! The recurrent core of the language model: `num_layers` LSTM (default), GRU or plain RNN
+//! layers, with dropout between them, and the state carried from one call to the next.
 
 use burn::module::Module;
-use burn::nn::{Gru, GruConfig, Lstm, LstmConfig, LstmState};
+use burn::nn::{Gru, GruConfig, Initializer, Linear, LinearConfig, Lstm, LstmConfig, LstmState};
 use burn::prelude::s;
 use burn::tensor::Tensor;
+use burn::tensor::activation::tanh;
 use serde::{Deserialize, Serialize};
 
-use crate::device::runs_fused_ops;
-use crate::fused_lstm;
+use kernels::Kernels;
 
 /// Which recurrent cell the layers use.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,8 +17,10 @@ pub enum CellKind {
     /// Long short-term memory: hidden and cell state (the chapter, seeds 000, 003, 004).
     #[default]
     Lstm,
-    /// Gated recurrent unit: hidden state only (seed 002), PyTorch's reset-after variant.
+    /// Gated recurrent unit: hidden state only (the generative-networks lesson), PyTorch's reset-after variant.
     Gru,
+    /// A plain recurrent cell, `h' = tanh(x W_ih + b_ih + h W_hh + b_hh)` (PyTorch's `nn.RNN`).
+    Rnn,
 }
 
 impl CellKind {
@@ -27,6 +29,7 @@ impl CellKind {
         match self {
             CellKind::Lstm => Layer::Lstm(LstmConfig::new(d_input, d_hidden, true).init(device)),
             CellKind::Gru => Layer::Gru(GruConfig::new(d_input, d_hidden, true).init(device)),
+            CellKind::Rnn => Layer::Rnn(Rnn::new(d_input, d_hidden, device)),
         }
     }
 }
@@ -40,6 +43,51 @@ pub enum Layer {
     Lstm(Lstm),
     /// A GRU layer.
     Gru(Gru),
+    /// A plain tanh RNN layer.
+    Rnn(Rnn),
+}
+
+/// A plain tanh recurrent layer with PyTorch's initialisation (every weight and bias uniform in
+/// ±1/sqrt(hidden)).
+#[derive(Module, Debug)]
+pub struct Rnn {
+    input: Linear,
+    hidden: Linear,
+}
+
+impl Rnn {
+    /// A layer from `d_input` to `d_hidden` features.
+    pub fn new(d_input: usize, d_hidden: usize, device: &burn::tensor::Device) -> Self {
+        let bound = 1.0 / (d_hidden as f64).sqrt();
+        let linear = |d_in| {
+            LinearConfig::new(d_in, d_hidden)
+                .with_initializer(Initializer::Uniform {
+                    min: -bound,
+                    max: bound,
+                })
+                .init(device)
+        };
+        Self {
+            input: linear(d_input),
+            hidden: linear(d_hidden),
+        }
+    }
+
+    /// Every position's hidden state `[batch, seq, hidden]` of `x` `[batch, seq, input]`,
+    /// starting from `h0` (zero when `None`); the input projection runs once for all steps.
+    pub fn forward(&self, x: Tensor<3>, h0: Option<Tensor<2>>) -> Tensor<3> {
+        let [batch, steps, _] = x.dims();
+        let [_, d_hidden] = self.hidden.weight.dims();
+        let projected = self.input.forward(x);
+        let mut h = h0.unwrap_or_else(|| Tensor::zeros([batch, d_hidden], &projected.device()));
+        let mut outputs = Vec::with_capacity(steps);
+        for t in 0..steps {
+            let x_t = projected.clone().slice(s![.., t, ..]).squeeze_dim::<2>(1);
+            h = tanh(x_t + self.hidden.forward(h));
+            outputs.push(h.clone().unsqueeze_dim::<3>(1));
+        }
+        Tensor::cat(outputs, 1)
+    }
 }
 
 /// One layer's state after a call: the hidden state, and for an LSTM the cell state.
@@ -74,17 +122,22 @@ impl State {
 }
 
 impl Layer {
-    /// Runs `x` `[batch, seq, input]` from `state` (zero when `None`); returns every
-    /// position's hidden state and the state after the last one.
-    pub fn forward(&self, x: Tensor<3>, state: Option<LayerState>) -> (Tensor<3>, LayerState) {
+    /// Runs `x` `[batch, seq, input]` from `state` (zero when `None`) with `kernels`; returns
+    /// every position's hidden state and the state after the last one.
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        state: Option<LayerState>,
+        kernels: Kernels,
+    ) -> (Tensor<3>, LayerState) {
         match self {
             Layer::Lstm(lstm) => {
                 let state = state.map(|s| {
                     let cell = s.cell.unwrap_or_else(|| s.hidden.zeros_like());
                     LstmState::new(cell, s.hidden)
                 });
-                let (h, state) = match runs_fused_ops(&x.device()) {
-                    true => fused_lstm::forward(lstm, x, state),
+                let (h, state) = match kernels.fused_on(&x.device()) {
+                    true => kernels::lstm::forward(lstm, x, state),
                     false => lstm.forward(x, state),
                 };
                 let state = LayerState {
@@ -93,15 +146,18 @@ impl Layer {
                 };
                 (h, state)
             }
-            Layer::Gru(gru) => {
-                let h = gru.forward(x, state.map(|s| s.hidden));
-                let last = h.clone().slice(s![.., -1.., ..]).squeeze_dim::<2>(1);
-                let state = LayerState {
-                    hidden: last,
-                    cell: None,
-                };
-                (h, state)
-            }
+            Layer::Gru(gru) => with_last_hidden(gru.forward(x, state.map(|s| s.hidden))),
+            Layer::Rnn(rnn) => with_last_hidden(rnn.forward(x, state.map(|s| s.hidden))),
         }
     }
+}
+
+/// Every position's hidden state and, as the state, the last one (a cell without cell state).
+fn with_last_hidden(h: Tensor<3>) -> (Tensor<3>, LayerState) {
+    let last = h.clone().slice(s![.., -1.., ..]).squeeze_dim::<2>(1);
+    let state = LayerState {
+        hidden: last,
+        cell: None,
+    };
+    (h, state)
 }

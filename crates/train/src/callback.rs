@@ -35,9 +35,9 @@ pub fn generate_samples(
         .open(&path)
         .with_context(|| format!("{}: cannot open for appending", path.display()))?;
     for &temperature in &settings.temperatures {
-        let sampling = Sampling::with_temperature(temperature).map_err(anyhow::Error::msg)?;
+        let sampling = Sampling::with_temperature(temperature)?;
         for prompt_text in &settings.prompts {
-            let prompt = generator.prompt(prompt_text).map_err(anyhow::Error::msg)?;
+            let prompt = generator.prompt(prompt_text)?;
             let ids = generator.generate(&prompt.ids, settings.max_tokens, &sampling);
             let text = generator.decode(&[prompt.ids, ids].concat());
             println!("generated text (epoch {epoch}, temperature {temperature}):\n{text}\n");

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use model::DeviceArgs;
+use model::{DeviceArgs, Kernels, Matmul};
 
 /// Train an LSTM language model from a TOML config, generating text after every epoch.
 #[derive(Debug, Clone, Parser)]
@@ -21,6 +21,13 @@ pub struct Args {
     /// Backend and wgpu adapter (override `train.backend`, `train.device`, `train.graphics_api`).
     #[command(flatten)]
     pub device: DeviceArgs,
+    /// `fused` or `reference` (Burn's own operations) (overrides `train.kernels`).
+    #[arg(long, value_parser = model::parse_setting::<Kernels>)]
+    pub kernels: Option<Kernels>,
+    /// `auto`, `openblas` or `builtin`: the fused operations' matrix products (overrides
+    /// `train.matmul`).
+    #[arg(long, value_parser = model::parse_setting::<Matmul>)]
+    pub matmul: Option<Matmul>,
     /// Random seed for initialisation, shuffling and sampling (overrides `train.seed`).
     #[arg(long)]
     pub seed: Option<u64>,

@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use data::defaults;
 use data::{CorpusSpec, Tokenizer};
-use model::{Backend, DeviceSpec, GraphicsApi, ModelConfig};
+use model::{BackendKind, DeviceSpec, GraphicsApi, Kernels, Matmul, ModelConfig};
 use serde::{Deserialize, Serialize};
 
 /// Where shipped configs live; a bare `--config NAME` that is not a file is looked up here.
@@ -47,7 +48,7 @@ pub struct DataConfig {
     /// `word` (standardised words, the default) or `char` (every character).
     pub tokenizer: Tokenizer,
     /// How the corpus becomes training examples.
-    pub examples: Examples,
+    pub examples: ExampleKind,
     /// Fraction of the corpus held out for validation: the last records, or the end of the
     /// stream. Its loss is reported per epoch next to the training loss.
     pub validation: f64,
@@ -56,38 +57,39 @@ pub struct DataConfig {
 /// How the corpus becomes training examples.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Examples {
+pub enum ExampleKind {
     /// One sequence per record, cut or padded to `seq_len + 1`; every position predicts the
     /// next token (the chapter).
     #[default]
     Records,
     /// The corpus as one continuous stream read in consecutive windows of `seq_len`, the state
-    /// carried from each window to the next (truncated BPTT: seed 000, char-rnn).
+    /// carried from each window to the next (truncated BPTT: the NumPy passage exercise,
+    /// char-rnn).
     Stream,
     /// Many-to-one: every window of `seq_len` tokens of a record predicts the token after it
-    /// (seed 004's `abc -> d`).
+    /// (the next-letter toy's `abc -> d`).
     Windows,
     /// Many-to-one: every prefix of a record, pre-padded to `seq_len`, predicts the token after
-    /// it (seed 003's n-gram sequences).
+    /// it (the n-gram prefix model).
     Prefixes,
 }
 
-impl Examples {
+impl ExampleKind {
     /// For many-to-one examples, the context length a model trained on them predicts from.
     pub fn context(self, seq_len: usize) -> Option<usize> {
-        matches!(self, Examples::Windows | Examples::Prefixes).then_some(seq_len)
+        matches!(self, ExampleKind::Windows | ExampleKind::Prefixes).then_some(seq_len)
     }
 }
 
 impl Default for DataConfig {
     fn default() -> Self {
         Self {
-            vocab_size: 10_000,
-            seq_len: 200,
-            batch_size: 32,
+            vocab_size: defaults::VOCAB_SIZE,
+            seq_len: defaults::SEQ_LEN,
+            batch_size: defaults::BATCH_SIZE,
             loss_on_padding: false,
             tokenizer: Tokenizer::Word,
-            examples: Examples::Records,
+            examples: ExampleKind::Records,
             validation: 0.0,
         }
     }
@@ -101,7 +103,8 @@ pub struct TrainConfig {
     pub epochs: usize,
     /// Adam's learning rate (Keras's default).
     pub learning_rate: f64,
-    /// `adam` (the chapter) or `adagrad` (seed 000, with `clip_value = 1.0` and lr 0.1).
+    /// `adam` (the chapter) or `adagrad` (the NumPy passage exercise, with `clip_value = 1.0`
+    /// and lr 0.1).
     pub optimizer: OptimizerKind,
     /// Adam's epsilon: Keras uses 1e-7 (Burn's default is 1e-5).
     pub adam_epsilon: f32,
@@ -112,11 +115,17 @@ pub struct TrainConfig {
     /// Seeds weight initialisation, shuffling and sampling.
     pub seed: u64,
     /// `flex` or `ndarray` (CPU), or `wgpu` (GPU; needs the `wgpu` cargo feature).
-    pub backend: Backend,
+    pub backend: BackendKind,
     /// The wgpu adapter's number in the list the log prints (default: wgpu's pick).
     pub device: Option<usize>,
     /// The graphics API wgpu uses: `auto`, `vulkan`, `gl`, `metal` or `dx12`.
     pub graphics_api: GraphicsApi,
+    /// `fused` (the CPU operations of the `kernels` crate on flex) or `reference` (Burn's own
+    /// LSTM, Linear and cross-entropy everywhere).
+    pub kernels: Kernels,
+    /// The fused operations' matrix products: `auto` (the system's OpenBLAS when installed),
+    /// `openblas` or `builtin` (the `gemm` crate).
+    pub matmul: Matmul,
     /// Stop each epoch after this many batches (quick experiments and tests).
     pub max_batches_per_epoch: Option<usize>,
     /// Run directory; defaults to `runs/<config name>`.
@@ -138,7 +147,7 @@ pub enum OptimizerKind {
     /// Adam with Keras's defaults.
     #[default]
     Adam,
-    /// Adagrad, as seed 000's NumPy loop (epsilon 1e-8).
+    /// Adagrad, as the NumPy passage exercise's loop (epsilon 1e-8).
     Adagrad,
 }
 
@@ -146,7 +155,7 @@ pub enum OptimizerKind {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StopLoss {
-    /// Seed 000's `smooth = 0.999 * smooth + 0.001 * loss`, with each step's loss summed over
+    /// The NumPy passage exercise's `smooth = 0.999 * smooth + 0.001 * loss`, with each step's loss summed over
     /// its window (not averaged), starting from `ln(vocab) * seq_len`.
     #[default]
     SmoothedWindowSum,
@@ -181,8 +190,10 @@ impl Default for TrainConfig {
             adam_epsilon: 1e-7,
             clip_value: None,
             clip_norm: None,
-            seed: 42,
-            backend: Backend::Flex,
+            seed: defaults::SEED,
+            backend: BackendKind::Flex,
+            kernels: Kernels::Fused,
+            matmul: Matmul::Auto,
             device: None,
             graphics_api: GraphicsApi::Auto,
             max_batches_per_epoch: None,
@@ -212,12 +223,23 @@ impl Default for GenerateConfig {
         Self {
             prompts: vec!["recipe for".into()],
             temperatures: vec![1.0],
-            max_tokens: 100,
+            max_tokens: defaults::MAX_TOKENS,
         }
     }
 }
 
 impl Config {
+    /// The textbook's run, every setting at its default, on `corpus`.
+    pub fn textbook(corpus: CorpusSpec) -> Self {
+        Self {
+            corpus,
+            data: DataConfig::default(),
+            model: ModelConfig::default(),
+            train: TrainConfig::default(),
+            generate: GenerateConfig::default(),
+        }
+    }
+
     /// Finds and parses a config: `name` as a path, else `configs/<name>`.
     pub fn load(name: &Path) -> Result<(Self, PathBuf)> {
         let path = resolve(name)?;
@@ -233,32 +255,32 @@ impl Config {
 
     /// Checks values serde cannot: sizes above zero and a usable temperature.
     pub fn validate(&self) -> Result<()> {
-        let d = &self.data;
+        let data = &self.data;
         for (key, v) in [
-            ("data.vocab_size", d.vocab_size),
-            ("data.seq_len", d.seq_len),
-            ("data.batch_size", d.batch_size),
+            ("data.vocab_size", data.vocab_size),
+            ("data.seq_len", data.seq_len),
+            ("data.batch_size", data.batch_size),
             ("train.eval_every", self.train.eval_every),
         ] {
             if v == 0 {
                 bail!("`{key}` must be at least 1");
             }
         }
-        if d.vocab_size < 3 {
+        if data.vocab_size < 3 {
             bail!("`data.vocab_size` must be at least 3 (padding, [UNK] and one word)");
         }
         if !(self.train.learning_rate.is_finite() && self.train.learning_rate > 0.0) {
             bail!("`train.learning_rate` must be greater than 0");
         }
-        if !(0.0..1.0).contains(&d.validation) {
+        if !(0.0..1.0).contains(&data.validation) {
             bail!("`data.validation` must be a fraction in [0, 1)");
         }
-        self.model.check().map_err(anyhow::Error::msg)?;
+        self.model.check()?;
         if self.train.clip_value.is_some() && self.train.clip_norm.is_some() {
             bail!("set `train.clip_value` or `train.clip_norm`, not both");
         }
         for &t in &self.generate.temperatures {
-            model::sampling::check_temperature(t)
+            model::generation::sampling::check_temperature(t)
                 .map_err(|e| anyhow::anyhow!("`generate.temperatures`: {e}"))?;
         }
         Ok(())

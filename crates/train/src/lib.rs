@@ -2,11 +2,12 @@
 //! parses the command line and calls [`run`].
 
 pub mod allocator;
-pub mod batches;
 pub mod callback;
 pub mod cli;
 pub mod config;
+pub mod dataset;
 pub mod metrics;
+pub mod pipeline;
 pub mod progress;
 pub mod step;
 pub mod trainer;

@@ -9,18 +9,18 @@ use model::loss::weighted_mean;
 use model::recurrent::State;
 use model::{LanguageModel, ids_tensor};
 
-use crate::batches::Batches;
 use crate::config::{OptimizerKind, TrainConfig};
+use crate::dataset::Dataset;
 
 /// The configured optimizer with its gradient clipping.
-pub fn optimizer(t: &TrainConfig) -> ModuleOptimizer {
-    let clip = t
+pub fn optimizer(settings: &TrainConfig) -> ModuleOptimizer {
+    let clip = settings
         .clip_value
         .map(GradientClippingConfig::Value)
-        .or(t.clip_norm.map(GradientClippingConfig::Norm));
-    match t.optimizer {
+        .or(settings.clip_norm.map(GradientClippingConfig::Norm));
+    match settings.optimizer {
         OptimizerKind::Adam => AdamConfig::new()
-            .with_epsilon(t.adam_epsilon)
+            .with_epsilon(settings.adam_epsilon)
             .with_grad_clipping(clip)
             .init(),
         OptimizerKind::Adagrad => AdaGradConfig::new()
@@ -87,16 +87,16 @@ pub fn batch_loss(
     (loss, f64::from(weight), state)
 }
 
-/// Mean loss of `model` (without autodiff) over every batch of `batches`, the state carried
+/// Mean loss of `model` (without autodiff) over every batch of `data`, the state carried
 /// between windows of a stream.
-pub fn evaluate(model: &LanguageModel, batches: &Batches, device: &Device) -> f64 {
+pub fn evaluate(model: &LanguageModel, data: &Dataset, device: &Device) -> f64 {
     let (mut loss_sum, mut weight_sum) = (0.0f64, 0.0f64);
     let mut state = None;
-    for batch in batches.epoch(0, 0) {
+    for batch in data.epoch(0, 0) {
         let (loss, weight, next) = batch_loss(model, &batch, device, state.take());
         loss_sum += f64::from(loss.into_scalar::<f32>()) * weight;
         weight_sum += weight;
-        state = batches.carries_state().then_some(next);
+        state = data.carries_state().then_some(next);
     }
     loss_sum / weight_sum.max(1.0)
 }

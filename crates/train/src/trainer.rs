@@ -9,14 +9,16 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
 use burn::module::Module;
+use burn::optim::ModuleOptimizer;
+use burn::tensor::Device;
 use data::Vocab;
-use model::{Checkpoint, CheckpointMeta};
+use model::{Checkpoint, CheckpointMeta, Kernels, LanguageModel, OpenDevice};
 
 use crate::Args;
-use crate::batches::Batches;
 use crate::callback::generate_samples;
-use crate::config::{Config, Examples, StopLoss};
+use crate::config::{Config, ExampleKind, StopLoss};
 use crate::metrics::{EpochMetrics, MetricsLog};
+use crate::pipeline::{self, PreparedData};
 use crate::progress::Progress;
 use crate::step::{evaluate, optimizer, train_step};
 
@@ -32,20 +34,22 @@ pub struct RunSummary {
 /// Loads the config named on the command line, applies the flags and trains.
 pub fn run(args: &Args) -> Result<RunSummary> {
     let (mut config, config_path) = Config::load(&args.config)?;
-    let t = &mut config.train;
-    t.epochs = args.epochs.unwrap_or(t.epochs);
-    t.set_device_spec(args.device.apply(t.device_spec()));
-    t.seed = args.seed.unwrap_or(t.seed);
-    t.max_batches_per_epoch = args.max_batches.or(t.max_batches_per_epoch);
+    let settings = &mut config.train;
+    settings.epochs = args.epochs.unwrap_or(settings.epochs);
+    settings.set_device_spec(args.device.apply(settings.device_spec()));
+    settings.kernels = args.kernels.unwrap_or(settings.kernels);
+    settings.matmul = args.matmul.unwrap_or(settings.matmul);
+    settings.seed = args.seed.unwrap_or(settings.seed);
+    settings.max_batches_per_epoch = args.max_batches.or(settings.max_batches_per_epoch);
     let stem = config_path
         .file_stem()
         .map_or("run".into(), |s| s.to_string_lossy().into_owned());
     let run_dir = args
         .out
         .clone()
-        .or_else(|| t.out.clone())
+        .or_else(|| settings.out.clone())
         .unwrap_or_else(|| Path::new("runs").join(stem));
-    t.out = Some(run_dir.clone());
+    settings.out = Some(run_dir.clone());
     train(&config, &run_dir, args.resume)
 }
 
@@ -59,197 +63,22 @@ pub fn train(config: &Config, run_dir: &Path, resume: bool) -> Result<RunSummary
             run_dir.display()
         );
     }
-    let opened = config
-        .train
-        .device_spec()
-        .open()
-        .map_err(anyhow::Error::msg)?;
-    println!("device: {opened}");
-    std::fs::create_dir_all(run_dir)
-        .with_context(|| format!("{}: cannot create the run directory", run_dir.display()))?;
-
-    // Data: text -> tokens -> vocabulary -> ids in batches, the held-out part aside.
-    let tokenized = tokenize(config)?;
-    let built = Vocab::build(tokenized.iter().flatten(), config.data.vocab_size);
-    let vocab = match &previous {
-        Some(ckpt) => same_vocab(ckpt.vocab()?, built, &ckpt.dir)?,
-        None => built,
-    };
-    let d = &config.data;
-    let (training, held_out) = split_validation(tokenized, d.validation, d.examples);
-    let batches = Batches::new(&training, &vocab, d, d.batch_size)?;
-    let validation = match held_out.iter().map(Vec::len).sum::<usize>() {
-        0 => None,
-        _ => Some(Batches::new(&held_out, &vocab, d, d.batch_size)?),
-    };
-    // On a GPU each tensor is one buffer: the largest, a batch's logits, must fit in one.
-    if let Some(first) = batches.epoch(0, 0).next() {
-        opened
-            .check_logits_fit(first.targets.len(), vocab.len())
-            .map_err(|e| anyhow!("{e}; lower data.batch_size or data.seq_len"))?;
-    }
-    vocab.save(&run_dir.join("vocab.txt"))?;
-    let config_text = toml::to_string_pretty(config).context("serialising the resolved config")?;
-    data::files::write_atomic(&run_dir.join("config.toml"), config_text.as_bytes())?;
-    println!(
-        "vocabulary {} entries; {:?}: {} training examples in {} batches of {} x {} per epoch{}",
-        vocab.len(),
-        d.examples,
-        batches.examples(),
-        batches.per_epoch(),
-        d.batch_size,
-        d.seq_len,
-        validation.as_ref().map_or(String::new(), |v| format!(
-            ", {} held out for validation",
-            v.examples()
-        ))
-    );
-    println!(
-        "loss: {}",
-        match d.examples {
-            Examples::Stream => "every position, state carried between windows",
-            Examples::Windows | Examples::Prefixes => "the last position of each example",
-            Examples::Records if d.loss_on_padding => "every position",
-            Examples::Records => "real tokens + the first stop token (loss_on_padding = false)",
-        }
-    );
-    drop((training, held_out));
-
-    // Model and optimizer, fresh or from the checkpoint.
-    let t = &config.train;
-    let device = opened.device.clone().autodiff();
-    device.seed(t.seed);
-    let mut optim = optimizer(t);
-    let (mut model, first_epoch, mut step) = match &previous {
-        Some(ckpt) => {
-            if ckpt.meta.model != config.model {
-                bail!(
-                    "{}: checkpoint has model {:?} but the config asks for {:?}",
-                    ckpt.dir.display(),
-                    ckpt.meta.model,
-                    config.model
-                );
-            }
-            let model = ckpt.load_model(&device)?;
-            optim = ckpt.load_optimizer(optim)?;
-            println!(
-                "resuming from {} (epoch {}, step {})",
-                ckpt.dir.display(),
-                ckpt.meta.epoch,
-                ckpt.meta.step
-            );
-            (model, ckpt.meta.epoch + 1, ckpt.meta.step)
-        }
-        None => (config.model.init(vocab.len(), &device), 1, 0),
-    };
-    println!(
-        "model: embedding {} -> {:?} {} x {} layers -> linear {} ({} parameters), backend {}",
-        config.model.embedding_dim,
-        config.model.cell,
-        config.model.hidden_size,
-        config.model.num_layers,
-        vocab.len(),
-        model.num_params(),
-        t.backend
-    );
-    let mut metrics = MetricsLog::open(run_dir, first_epoch - 1)?;
-    let checkpoints = run_dir.join("checkpoints");
-    let per_epoch = batches
-        .per_epoch()
-        .min(t.max_batches_per_epoch.unwrap_or(usize::MAX));
-    let mut progress = Progress::new(t.epochs, per_epoch);
-    let mut stop = StopRule::new(config, vocab.len());
+    let opened = open_device(config)?;
+    let data = prepare_data(config, &opened, previous.as_ref(), run_dir)?;
+    let (mut model, mut run) = Run::start(config, run_dir, opened, data, previous.as_ref())?;
     let mut summary = RunSummary {
         run_dir: run_dir.to_owned(),
         epochs: Vec::new(),
     };
-
-    for epoch in first_epoch..=t.epochs {
-        progress.begin_epoch(epoch);
-        let epoch_start = Instant::now();
-        let (mut loss_sum, mut weight_sum, mut positions) = (0.0f64, 0.0f64, 0usize);
-        let mut state = None;
-        let mut finished = false;
-        for (i, batch) in batches.epoch(t.seed, epoch).take(per_epoch).enumerate() {
-            let out = train_step(
-                model,
-                &mut optim,
-                &batch,
-                t.learning_rate,
-                &device,
-                state.take(),
-            );
-            model = out.model;
-            state = batches.carries_state().then_some(out.state);
-            step += 1;
-            if !out.loss.is_finite() {
-                bail!(
-                    "epoch {epoch}, step {step}: the loss became {}; training stopped (the last good checkpoint, if any, is in {}). Try a lower train.learning_rate",
-                    out.loss,
-                    checkpoints.display()
-                );
-            }
-            if step == 1 {
-                println!(
-                    "first-step loss {:.4} (uniform guess: ln {} = {:.4})",
-                    out.loss,
-                    vocab.len(),
-                    (vocab.len() as f64).ln()
-                );
-            }
-            loss_sum += out.loss * out.weight;
-            weight_sum += out.weight;
-            positions += batch.batch_size * batch.seq_len;
-            progress.update(
-                i + 1,
-                loss_sum / weight_sum,
-                positions as f64 / epoch_start.elapsed().as_secs_f64(),
-            );
-            finished = stop.after_step(out.loss * batch.seq_len as f64, step, started)
-                || t.max_steps.is_some_and(|m| step >= m);
-            if finished {
-                break;
-            }
+    for epoch in run.first_epoch..=config.train.epochs {
+        let (trained, metrics, finished) = run.epoch(model, epoch, started)?;
+        model = trained;
+        let finished = finished
+            || run.stop.after_epoch(metrics.loss, run.step, started)
+            || epoch == config.train.epochs;
+        if epoch % config.train.eval_every == 0 || finished {
+            summary.epochs.push(run.end_epoch(&model, metrics)?);
         }
-        progress.end_epoch();
-        let seconds = epoch_start.elapsed().as_secs_f64();
-        let mut m = EpochMetrics {
-            epoch,
-            step,
-            loss: loss_sum / weight_sum.max(1.0),
-            val_loss: None,
-            tokens_per_s: positions as f64 / seconds,
-            seconds,
-        };
-        finished = finished || stop.after_epoch(m.loss, step, started) || epoch == t.epochs;
-        if epoch % t.eval_every != 0 && !finished {
-            continue;
-        }
-        m.val_loss = validation
-            .as_ref()
-            .map(|v| evaluate(&model.valid(), v, &opened.device));
-        println!(
-            "epoch {epoch}/{}: loss {:.4}{}, {:.0} tokens/s, {seconds:.1}s, step {step}",
-            t.epochs,
-            m.loss,
-            m.val_loss
-                .map_or(String::new(), |v| format!(", validation loss {v:.4}")),
-            m.tokens_per_s
-        );
-        metrics.push(m)?;
-        let meta = CheckpointMeta {
-            model: config.model,
-            vocab_size: vocab.len(),
-            tokenizer: config.data.tokenizer,
-            context: config.data.examples.context(config.data.seq_len),
-            epoch,
-            step,
-            loss: m.loss,
-        };
-        let saved = Checkpoint::save(&checkpoints, &model, Some(&optim), &vocab, meta)?;
-        println!("checkpoint {}", saved.dir.display());
-        generate_samples(&model, &vocab, config, &opened.device, epoch, run_dir)?;
-        summary.epochs.push(m);
         if finished {
             break;
         }
@@ -262,43 +91,266 @@ pub fn train(config: &Config, run_dir: &Path, resume: bool) -> Result<RunSummary
     Ok(summary)
 }
 
-/// The corpus as token lists: one per record, or a single one for a stream.
-fn tokenize(config: &Config) -> Result<Vec<Vec<String>>> {
-    let tokenizer = config.data.tokenizer;
-    let path = config.corpus.path.display();
-    if config.data.examples == Examples::Stream {
-        let text = config.corpus.load_stream()?;
-        println!(
-            "corpus {path}: {} characters, read as one stream",
-            text.chars().count()
-        );
-        return Ok(vec![tokenizer.tokens(&text)]);
-    }
-    let corpus = config.corpus.load()?;
+/// Opens the config's device, selects its kernels and matrix products, and logs them.
+fn open_device(config: &Config) -> Result<OpenDevice> {
+    let settings = &config.train;
+    let opened = settings.device_spec().open()?;
+    let matmul = kernels::matmul::select(settings.matmul)?;
+    println!("device: {opened}");
+    let kernels = match (settings.kernels, settings.kernels.fused_on(&opened.device)) {
+        (_, true) => format!("fused kernels, matrix products by {matmul}"),
+        (Kernels::Reference, _) => "Burn's reference operations".into(),
+        (Kernels::Fused, false) => "Burn's own operations (the fused kernels run on flex)".into(),
+    };
     println!(
-        "corpus {path}: {} records ({} skipped for a missing {})",
-        corpus.texts.len(),
-        corpus.skipped,
-        corpus.fields.join(" or ")
+        "compute: {kernels}, {} CPU threads",
+        rayon::current_num_threads()
     );
-    Ok(corpus.texts.iter().map(|t| tokenizer.tokens(t)).collect())
+    Ok(opened)
 }
 
-/// Splits off the last `fraction` of the records, or of the one stream's tokens, for
-/// validation (nanoGPT's and Keras's `validation_split` take the end, too).
-fn split_validation(
-    mut tokenized: Vec<Vec<String>>,
-    fraction: f64,
-    examples: Examples,
-) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
-    let keep = |n: usize| n - (n as f64 * fraction).round() as usize;
-    if examples == Examples::Stream {
-        let stream = tokenized.pop().unwrap_or_default();
-        let (train, held_out) = stream.split_at(keep(stream.len()));
-        return (vec![train.to_vec()], vec![held_out.to_vec()]);
+/// Runs the data pipeline, checks the batches fit the device and agree with a resumed
+/// checkpoint, then writes the vocabulary and the resolved config into `run_dir`.
+fn prepare_data(
+    config: &Config,
+    opened: &OpenDevice,
+    previous: Option<&Checkpoint>,
+    run_dir: &Path,
+) -> Result<PreparedData> {
+    let data = pipeline::prepare(config)?;
+    println!("{}", data.source);
+    if let Some(ckpt) = previous {
+        same_vocab(&ckpt.vocab()?, &data.vocab, &ckpt.dir)?;
     }
-    let held_out = tokenized.split_off(keep(tokenized.len()));
-    (tokenized, held_out)
+    // On a GPU each tensor is one buffer: the largest, a batch's logits, must fit in one.
+    if let Some(first) = data.training.epoch(0, 0).next() {
+        opened
+            .check_logits_fit(first.targets.len(), data.vocab.size())
+            .map_err(|e| anyhow!("{e}; lower data.batch_size or data.seq_len"))?;
+    }
+    std::fs::create_dir_all(run_dir)
+        .with_context(|| format!("{}: cannot create the run directory", run_dir.display()))?;
+    data.vocab.save(&run_dir.join("vocab.txt"))?;
+    let config_text = toml::to_string_pretty(config).context("serialising the resolved config")?;
+    data::files::write_atomic(&run_dir.join("config.toml"), config_text.as_bytes())?;
+    let settings = &config.data;
+    println!(
+        "vocabulary {} entries; {:?}: {} training examples in {} batches of {} x {} per epoch{}",
+        data.vocab.size(),
+        settings.examples,
+        data.training.examples(),
+        data.training.per_epoch(),
+        settings.batch_size,
+        settings.seq_len,
+        data.validation.as_ref().map_or(String::new(), |v| format!(
+            ", {} held out for validation",
+            v.examples()
+        ))
+    );
+    println!(
+        "loss: {}",
+        match settings.examples {
+            ExampleKind::Stream => "every position, state carried between windows",
+            ExampleKind::Windows | ExampleKind::Prefixes => "the last position of each example",
+            ExampleKind::Records if settings.loss_on_padding => "every position",
+            ExampleKind::Records => "real tokens + the first stop token (loss_on_padding = false)",
+        }
+    );
+    Ok(data)
+}
+
+/// Everything a run carries from epoch to epoch besides the model.
+struct Run<'a> {
+    config: &'a Config,
+    run_dir: &'a Path,
+    opened: OpenDevice,
+    /// The training device (`opened.device` with autodiff).
+    device: Device,
+    data: PreparedData,
+    optim: ModuleOptimizer,
+    first_epoch: usize,
+    step: u64,
+    batches_per_epoch: usize,
+    metrics: MetricsLog,
+    progress: Progress,
+    stop: StopRule,
+}
+
+impl<'a> Run<'a> {
+    /// A fresh model and optimizer, or the ones of the checkpoint `previous`.
+    fn start(
+        config: &'a Config,
+        run_dir: &'a Path,
+        opened: OpenDevice,
+        data: PreparedData,
+        previous: Option<&Checkpoint>,
+    ) -> Result<(LanguageModel, Self)> {
+        let settings = &config.train;
+        let device = opened.device.clone().autodiff();
+        device.seed(settings.seed);
+        let mut optim = optimizer(settings);
+        let (model, first_epoch, step) = match previous {
+            Some(ckpt) => {
+                if ckpt.meta.model != config.model {
+                    bail!(
+                        "{}: checkpoint has model {:?} but the config asks for {:?}",
+                        ckpt.dir.display(),
+                        ckpt.meta.model,
+                        config.model
+                    );
+                }
+                let model = ckpt.load_model(&device)?;
+                optim = ckpt.load_optimizer(optim)?;
+                println!(
+                    "resuming from {} (epoch {}, step {})",
+                    ckpt.dir.display(),
+                    ckpt.meta.epoch,
+                    ckpt.meta.step
+                );
+                (model, ckpt.meta.epoch + 1, ckpt.meta.step)
+            }
+            None => (config.model.init(data.vocab.size(), &device), 1, 0),
+        };
+        let model = model.with_kernels(settings.kernels);
+        println!(
+            "model: embedding {} -> {:?} {} x {} layers -> linear {} ({} parameters), backend {}",
+            config.model.embedding_dim,
+            config.model.cell,
+            config.model.hidden_size,
+            config.model.num_layers,
+            data.vocab.size(),
+            model.num_params(),
+            settings.backend
+        );
+        let batches_per_epoch = data
+            .training
+            .per_epoch()
+            .min(settings.max_batches_per_epoch.unwrap_or(usize::MAX));
+        let run = Self {
+            config,
+            run_dir,
+            metrics: MetricsLog::open(run_dir, first_epoch - 1)?,
+            progress: Progress::new(settings.epochs, batches_per_epoch),
+            stop: StopRule::new(config, data.vocab.size()),
+            opened,
+            device,
+            data,
+            optim,
+            first_epoch,
+            step,
+            batches_per_epoch,
+        };
+        Ok((model, run))
+    }
+
+    /// Trains one epoch; returns the model, the epoch's figures (no validation loss yet) and
+    /// whether a stopping rule ended the run inside it.
+    fn epoch(
+        &mut self,
+        mut model: LanguageModel,
+        epoch: usize,
+        started: Instant,
+    ) -> Result<(LanguageModel, EpochMetrics, bool)> {
+        let settings = &self.config.train;
+        self.progress.begin_epoch(epoch);
+        let epoch_start = Instant::now();
+        let (mut loss_sum, mut weight_sum, mut positions) = (0.0f64, 0.0f64, 0usize);
+        let mut state = None;
+        let mut finished = false;
+        let batches = self.data.training.epoch(settings.seed, epoch);
+        for (i, batch) in batches.take(self.batches_per_epoch).enumerate() {
+            let lr = settings.learning_rate;
+            let out = train_step(
+                model,
+                &mut self.optim,
+                &batch,
+                lr,
+                &self.device,
+                state.take(),
+            );
+            model = out.model;
+            state = self.data.training.carries_state().then_some(out.state);
+            self.step += 1;
+            if !out.loss.is_finite() {
+                bail!(
+                    "epoch {epoch}, step {}: the loss became {}; training stopped (the last good checkpoint, if any, is in {}). Try a lower train.learning_rate",
+                    self.step,
+                    out.loss,
+                    self.run_dir.join("checkpoints").display()
+                );
+            }
+            if self.step == 1 {
+                let vocab = self.data.vocab.size();
+                println!(
+                    "first-step loss {:.4} (uniform guess: ln {vocab} = {:.4})",
+                    out.loss,
+                    (vocab as f64).ln()
+                );
+            }
+            loss_sum += out.loss * out.weight;
+            weight_sum += out.weight;
+            positions += batch.batch_size * batch.seq_len;
+            let tokens_per_s = positions as f64 / epoch_start.elapsed().as_secs_f64();
+            self.progress
+                .update(i + 1, loss_sum / weight_sum, tokens_per_s);
+            let window_loss = out.loss * batch.seq_len as f64;
+            finished = self.stop.after_step(window_loss, self.step, started)
+                || settings.max_steps.is_some_and(|m| self.step >= m);
+            if finished {
+                break;
+            }
+        }
+        self.progress.end_epoch();
+        let seconds = epoch_start.elapsed().as_secs_f64();
+        let metrics = EpochMetrics {
+            epoch,
+            step: self.step,
+            loss: loss_sum / weight_sum.max(1.0),
+            val_loss: None,
+            tokens_per_s: positions as f64 / seconds,
+            seconds,
+        };
+        Ok((model, metrics, finished))
+    }
+
+    /// The end of an evaluated epoch: the validation loss, the log line and metrics row, a
+    /// checkpoint and the generated samples.
+    fn end_epoch(&mut self, model: &LanguageModel, mut m: EpochMetrics) -> Result<EpochMetrics> {
+        let config = self.config;
+        m.val_loss = self
+            .data
+            .validation
+            .as_ref()
+            .map(|v| evaluate(&model.valid(), v, &self.opened.device));
+        println!(
+            "epoch {}/{}: loss {:.4}{}, {:.0} tokens/s, {:.1}s, step {}",
+            m.epoch,
+            config.train.epochs,
+            m.loss,
+            m.val_loss
+                .map_or(String::new(), |v| format!(", validation loss {v:.4}")),
+            m.tokens_per_s,
+            m.seconds,
+            m.step
+        );
+        self.metrics.push(m)?;
+        let meta = CheckpointMeta {
+            model: config.model,
+            vocab_size: self.data.vocab.size(),
+            tokenizer: config.data.tokenizer,
+            context: config.data.examples.context(config.data.seq_len),
+            epoch: m.epoch,
+            step: m.step,
+            loss: m.loss,
+        };
+        let checkpoints = self.run_dir.join("checkpoints");
+        let vocab = &self.data.vocab;
+        let saved = Checkpoint::save(&checkpoints, model, Some(&self.optim), vocab, meta)?;
+        println!("checkpoint {}", saved.dir.display());
+        let device = &self.opened.device;
+        generate_samples(model, vocab, config, device, m.epoch, self.run_dir)?;
+        Ok(m)
+    }
 }
 
 /// Watches the loss for `train.stop_at_loss`.
@@ -310,12 +362,13 @@ struct StopRule {
 
 impl StopRule {
     fn new(config: &Config, vocab_size: usize) -> Self {
-        let t = &config.train;
-        // Seed 000 starts its smoothed loss at a uniform guess summed over a window.
+        let settings = &config.train;
+        // The NumPy passage exercise starts its smoothed loss at a uniform guess summed over
+        // a window.
         let smooth = (vocab_size as f64).ln() * config.data.seq_len as f64;
         Self {
-            target: t.stop_at_loss,
-            kind: t.stop_loss,
+            target: settings.stop_at_loss,
+            kind: settings.stop_loss,
             smooth,
         }
     }
@@ -344,21 +397,21 @@ impl StopRule {
     }
 }
 
-/// The checkpoint's vocabulary, unless the corpus now builds a different one.
-fn same_vocab(saved: Vocab, built: Vocab, dir: &Path) -> Result<Vocab> {
+/// An error unless the checkpoint's vocabulary is the one the corpus builds now.
+fn same_vocab(saved: &Vocab, built: &Vocab, dir: &Path) -> Result<()> {
     if saved == built {
-        return Ok(saved);
+        return Ok(());
     }
     let first = saved
         .tokens()
         .iter()
         .zip(built.tokens())
         .position(|(a, b)| a != b)
-        .unwrap_or(saved.len().min(built.len()));
+        .unwrap_or(saved.size().min(built.size()));
     bail!(
         "{}: the checkpoint's vocabulary ({} entries) differs from the one this corpus and config build ({} entries), first at id {first}; resume with the same corpus and data settings, or start a new run with --out",
         dir.display(),
-        saved.len(),
-        built.len()
+        saved.size(),
+        built.size()
     )
 }

@@ -10,10 +10,7 @@
 //!
 //! The gate order in the concatenated weights is input, forget, cell (candidate), output.
 
-use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
-use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::nn::{GateController, Lstm, LstmState};
@@ -21,8 +18,10 @@ use burn::prelude::s;
 use burn::tensor::Tensor;
 use burn_flex::FlexTensor;
 
-use crate::blas::{Operand, matmul};
-use crate::fused_support::{floats, linear_bias, tensor};
+use crate::autodiff::{HandBackward, record};
+use crate::flex_buffers::{floats, linear_bias, tensor};
+use crate::math::sigmoid;
+use crate::matmul::{Operand, matmul};
 
 /// The LSTM recurrence as a backend operation.
 #[backend_extension(Flex, Autodiff)]
@@ -42,7 +41,7 @@ pub trait LstmOps: Backend {
 
 /// Runs `lstm` over `x [B, T, E]` from `state` as the fused operation; the same results as
 /// `lstm.forward(x, state)` for a batch-first, forward-running LSTM with default activations,
-/// a forget gate and no clipping (what [`crate::ModelConfig`] builds).
+/// a forget gate and no clipping.
 pub fn forward(
     lstm: &Lstm,
     x: Tensor<3>,
@@ -83,13 +82,9 @@ pub fn forward(
     (h_all, LstmState::new(c_last, h_last))
 }
 
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
-}
-
 /// What the forward pass keeps for the backward pass.
 #[derive(Debug, Clone)]
-pub struct Saved {
+pub struct LstmActivations {
     dims: [usize; 4],
     /// Activated gates `[T, B, 4H]`.
     gates: Vec<f32>,
@@ -111,10 +106,10 @@ pub trait LstmKernels: Backend {
         bias: &FloatTensor<Self>,
         h0: &FloatTensor<Self>,
         c0: &FloatTensor<Self>,
-    ) -> (FloatTensor<Self>, Saved);
+    ) -> (FloatTensor<Self>, LstmActivations);
     /// Gradients of x, w_ih, w_hh, bias, h0 and c0 from the packed output's gradient.
     fn lstm_backward(
-        saved: &Saved,
+        saved: &LstmActivations,
         w_ih: &FloatTensor<Self>,
         w_hh: &FloatTensor<Self>,
         grad: FloatTensor<Self>,
@@ -129,7 +124,7 @@ impl LstmKernels for Flex {
         bias: &FlexTensor,
         h0: &FlexTensor,
         c0: &FlexTensor,
-    ) -> (FlexTensor, Saved) {
+    ) -> (FlexTensor, LstmActivations) {
         let [b, t, e] = x.layout().shape().dims::<3>();
         let hd = h0.layout().shape().dims::<2>()[1];
         let g4 = 4 * hd;
@@ -179,7 +174,7 @@ impl LstmKernels for Flex {
             }
             out[(bi * (t + 1) + t) * hd..][..hd].copy_from_slice(&c[(t * b + bi) * hd..][..hd]);
         }
-        let saved = Saved {
+        let saved = LstmActivations {
             dims: [b, t, e, hd],
             gates,
             h,
@@ -190,7 +185,7 @@ impl LstmKernels for Flex {
     }
 
     fn lstm_backward(
-        saved: &Saved,
+        saved: &LstmActivations,
         w_ih: &FlexTensor,
         w_hh: &FlexTensor,
         grad: FlexTensor,
@@ -278,6 +273,18 @@ impl LstmOps for Flex {
     }
 }
 
+/// The LSTM's backward pass on the tape.
+#[derive(Debug)]
+struct LstmSequence;
+
+impl<B: Backend + LstmKernels> HandBackward<B, 6> for LstmSequence {
+    type State = (LstmActivations, FloatTensor<B>, FloatTensor<B>);
+
+    fn gradients((saved, w_ih, w_hh): Self::State, grad: FloatTensor<B>) -> [FloatTensor<B>; 6] {
+        B::lstm_backward(&saved, &w_ih, &w_hh, grad)
+    }
+}
+
 impl<B: Backend + LstmKernels, C: CheckpointStrategy> LstmOps for Autodiff<B, C> {
     fn lstm_sequence(
         x: FloatTensor<Self>,
@@ -287,50 +294,20 @@ impl<B: Backend + LstmKernels, C: CheckpointStrategy> LstmOps for Autodiff<B, C>
         h0: FloatTensor<Self>,
         c0: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct LstmSequence;
-
-        impl<B: Backend + LstmKernels> Backward<B, 6> for LstmSequence {
-            type State = (Saved, FloatTensor<B>, FloatTensor<B>);
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 6>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let (saved, w_ih, w_hh) = ops.state;
-                let grad = grads.consume::<B>(&ops.node);
-                let out = B::lstm_backward(&saved, &w_ih, &w_hh, grad);
-                for (parent, g) in ops.parents.into_iter().zip(out) {
-                    if let Some(node) = parent {
-                        grads.register::<B>(node.id, g);
-                    }
-                }
-            }
-        }
-
-        let guards = [
-            x.node(),
-            w_ih.node(),
-            w_hh.node(),
-            bias.node(),
-            h0.node(),
-            c0.node(),
-        ];
-        let [x, w_ih, w_hh, bias, h0, c0] =
-            [x, w_ih, w_hh, bias, h0, c0].map(|t| t.into_primitive());
-        let (out, saved) = B::lstm_forward(&x, &w_ih, &w_hh, &bias, &h0, &c0);
-        match LstmSequence.prepare::<C>(guards).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish((saved, w_ih, w_hh), out),
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        }
+        record::<B, C, LstmSequence, 6>(
+            [x, w_ih, w_hh, bias, h0, c0],
+            |[x, w_ih, w_hh, bias, h0, c0]| {
+                let (out, saved) = B::lstm_forward(&x, &w_ih, &w_hh, &bias, &h0, &c0);
+                (out, (saved, w_ih, w_hh))
+            },
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::math::central_difference;
     use burn::module::Module;
     use burn::nn::LstmConfig;
     use burn::tensor::{Device, Distribution, TensorData};
@@ -436,9 +413,7 @@ mod tests {
                 p[i] += d;
                 at(p)
             };
-            let near = shifted(eps) - shifted(-eps);
-            let far = shifted(2.0 * eps) - shifted(-2.0 * eps);
-            let numeric = (8.0 * near - far) / (12.0 * f64::from(eps));
+            let numeric = central_difference(shifted, eps);
             let a = f64::from(analytic[i]);
             // f32 rounding of the objective (~1e-6) through the quotient: ~1e-4 of noise.
             assert!(

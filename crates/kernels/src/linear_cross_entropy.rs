@@ -6,21 +6,21 @@
 //! several times forward and backward. Here the forward pass multiplies once into a logits
 //! buffer and reads each row once for its log-sum-exp; the backward pass turns that buffer
 //! into `g * (softmax - one_hot)` in place and multiplies it out into the input and weight
-//! gradients. Every product goes through [`crate::blas`].
+//! gradients. Every product goes through [`crate::matmul`].
 
-use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
-use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::nn::Linear;
+use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use crate::blas::{Operand, matmul};
-use crate::fused_support::{floats, linear_bias, tensor};
+use crate::autodiff::{HandBackward, record};
+use crate::flex_buffers::{floats, linear_bias, tensor};
+use crate::math::{exp, row_lse};
+use crate::matmul::{Operand, matmul};
 
 /// The output layer's per-row cross-entropy as a backend operation.
 #[backend_extension(Flex, Autodiff)]
@@ -37,7 +37,7 @@ pub trait CrossEntropyOps: Backend {
 
 /// What the forward pass keeps for the backward pass.
 #[derive(Debug, Clone)]
-pub struct Saved {
+pub struct LogitsCache {
     /// `[N, V]`, row-major.
     logits: Vec<f32>,
     lse: Vec<f32>,
@@ -53,11 +53,11 @@ pub trait CrossEntropyKernels: Backend {
         weight: &FloatTensor<Self>,
         bias: &FloatTensor<Self>,
         targets: IntTensor<Self>,
-    ) -> (FloatTensor<Self>, Saved);
+    ) -> (FloatTensor<Self>, LogitsCache);
     /// Gradients of hidden, weight and bias for the per-row loss gradient `grad [N]`, from
     /// the forward pass's inputs.
     fn ce_backward(
-        saved: Saved,
+        saved: LogitsCache,
         hidden: &FloatTensor<Self>,
         weight: &FloatTensor<Self>,
         grad: FloatTensor<Self>,
@@ -65,7 +65,7 @@ pub trait CrossEntropyKernels: Backend {
 }
 
 /// Per-row cross-entropy of `output` applied to `hidden [N, H]` against `targets [N]`; flex
-/// devices only (see [`crate::device::runs_fused_ops`]).
+/// devices only (see [`crate::Kernels::fused_on`]).
 pub fn linear_cross_entropy(
     output: &Linear,
     hidden: Tensor<2>,
@@ -82,67 +82,17 @@ pub fn linear_cross_entropy(
     Tensor::from_dispatch(out)
 }
 
-/// `e^x` for `x <= 0` to about 2 ulp, written so the compiler vectorises a loop of it
-/// (libm's `expf` is a call per element). Cephes' polynomial on `[-ln2/2, ln2/2]`. Rounding
-/// to an integer adds and subtracts 1.5 * 2^23, and the integer is read from the sum's bits:
-/// `round` and float-to-int casts are calls or branches on baseline x86-64 and stop the
-/// vectoriser.
-#[inline(always)]
-fn exp(x: f32) -> f32 {
-    const ROUND: f32 = 12_582_912.0;
-    let x = x.max(-87.0);
-    let shifted = x * std::f32::consts::LOG2_E + ROUND;
-    let n = shifted - ROUND;
-    let exponent = (shifted.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
-    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
-        + 1.666_666_5e-1)
-        * r
-        + 0.5;
-    let y = p * r * r + r + 1.0;
-    // Wrapping arithmetic: the dev profile's overflow checks would add a branch.
-    y * f32::from_bits((exponent.wrapping_add(127) << 23) as u32)
-}
-
-/// Lanes of the row reductions: independent partial results the compiler keeps in one vector
-/// register (a single running sum would have to be added in order, one element at a time).
-const LANES: usize = 8;
-
-fn row_lse(row: &[f32]) -> f32 {
-    let chunks = row.chunks_exact(LANES);
-    let mut max = [f32::NEG_INFINITY; LANES];
-    for c in chunks.clone() {
-        for l in 0..LANES {
-            max[l] = if c[l] > max[l] { c[l] } else { max[l] };
-        }
-    }
-    let max = chunks
-        .remainder()
-        .iter()
-        .chain(&max)
-        .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
-    // exp into a small buffer first (a plain element-wise loop vectorises), then sum it.
-    let mut sum = [0.0f32; LANES];
-    let mut buf = [0.0f32; 256];
-    for block in row.chunks(buf.len()) {
-        let buf = &mut buf[..block.len()];
-        for (e, &x) in buf.iter_mut().zip(block) {
-            *e = exp(x - max);
-        }
-        let lanes = buf.chunks_exact(LANES);
-        let tail: f32 = lanes.remainder().iter().sum();
-        for c in lanes {
-            for l in 0..LANES {
-                sum[l] += c[l];
-            }
-        }
-        sum[0] += tail;
-    }
-    max + sum.iter().sum::<f32>().ln()
+/// Per-row cross-entropy of `logits [N, V]` from Burn's own `log_softmax` and `gather`: the
+/// reference the fused operation is tested against, and the path on other backends.
+pub fn reference(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
+    log_softmax(logits, 1)
+        .gather(1, targets.unsqueeze_dim(1))
+        .squeeze_dim::<1>(1)
+        .neg()
 }
 
 /// Logits at most this many are handled on the calling thread: waking the thread pool costs
-/// more than the work (seed 000's 50 x 42 logits).
+/// more than the work (the passage-memorising model's 50 x 42 logits).
 const PARALLEL: usize = 1 << 16;
 
 impl CrossEntropyKernels for Flex {
@@ -151,7 +101,7 @@ impl CrossEntropyKernels for Flex {
         weight: &FlexTensor,
         bias: &FlexTensor,
         targets: FlexTensor,
-    ) -> (FlexTensor, Saved) {
+    ) -> (FlexTensor, LogitsCache) {
         let [n, h] = hidden.layout().shape().dims::<2>();
         let v = weight.layout().shape().dims::<2>()[1];
         let targets = targets
@@ -170,7 +120,7 @@ impl CrossEntropyKernels for Flex {
         let loss: Vec<f32> = (0..n)
             .map(|r| lse[r] - logits[r * v + targets[r] as usize])
             .collect();
-        let saved = Saved {
+        let saved = LogitsCache {
             logits,
             lse,
             targets,
@@ -180,12 +130,12 @@ impl CrossEntropyKernels for Flex {
     }
 
     fn ce_backward(
-        saved: Saved,
+        saved: LogitsCache,
         hidden: &FlexTensor,
         weight: &FlexTensor,
         grad: FlexTensor,
     ) -> [FlexTensor; 3] {
-        let Saved {
+        let LogitsCache {
             mut logits,
             lse,
             targets,
@@ -261,6 +211,21 @@ impl CrossEntropyOps for Flex {
     }
 }
 
+/// The loss's backward pass on the tape.
+#[derive(Debug)]
+struct LinearCrossEntropy;
+
+impl<B: Backend + CrossEntropyKernels> HandBackward<B, 3> for LinearCrossEntropy {
+    type State = (LogitsCache, FloatTensor<B>, FloatTensor<B>);
+
+    fn gradients(
+        (saved, hidden, weight): Self::State,
+        grad: FloatTensor<B>,
+    ) -> [FloatTensor<B>; 3] {
+        B::ce_backward(saved, &hidden, &weight, grad)
+    }
+}
+
 impl<B: Backend + CrossEntropyKernels, C: CheckpointStrategy> CrossEntropyOps for Autodiff<B, C> {
     fn linear_cross_entropy(
         hidden: FloatTensor<Self>,
@@ -268,47 +233,17 @@ impl<B: Backend + CrossEntropyKernels, C: CheckpointStrategy> CrossEntropyOps fo
         bias: FloatTensor<Self>,
         targets: IntTensor<Self>,
     ) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct LinearCrossEntropy;
-
-        impl<B: Backend + CrossEntropyKernels> Backward<B, 3> for LinearCrossEntropy {
-            type State = (Saved, FloatTensor<B>, FloatTensor<B>);
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 3>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let (saved, hidden, weight) = ops.state;
-                let grad = grads.consume::<B>(&ops.node);
-                let out = B::ce_backward(saved, &hidden, &weight, grad);
-                for (parent, g) in ops.parents.into_iter().zip(out) {
-                    if let Some(node) = parent {
-                        grads.register::<B>(node.id, g);
-                    }
-                }
-            }
-        }
-
-        let guards = [hidden.node(), weight.node(), bias.node()];
-        let [hidden, weight, bias] = [hidden, weight, bias].map(|t| t.into_primitive());
-        let (loss, saved) = B::ce_forward(&hidden, &weight, &bias, targets);
-        match LinearCrossEntropy
-            .prepare::<C>(guards)
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish((saved, hidden, weight), loss),
-            OpsKind::UnTracked(prep) => prep.finish(loss),
-        }
+        record::<B, C, LinearCrossEntropy, 3>([hidden, weight, bias], |[hidden, weight, bias]| {
+            let (loss, saved) = B::ce_forward(&hidden, &weight, &bias, targets);
+            (loss, (saved, hidden, weight))
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loss::reference_cross_entropy;
+    use crate::math::central_difference;
     use burn::module::{Module, Param};
     use burn::nn::LinearConfig;
     use burn::tensor::{Device, Distribution, TensorData};
@@ -329,23 +264,11 @@ mod tests {
         let bias = Tensor::<1>::random([v], Distribution::Normal(0.0, 1.0), device);
         output.bias = Some(Param::from_tensor(bias));
         let hidden = Tensor::<2>::random([n, h], Distribution::Normal(0.0, 2.0), device);
-        let targets: Vec<u32> = (0..n).map(|r| ((r * 7919) % v) as u32).collect();
-        let targets = crate::ids_tensor(&targets, [n], device);
+        let targets: Vec<i64> = (0..n).map(|r| ((r * 7919) % v) as i64).collect();
+        let targets = Tensor::from_data(TensorData::new(targets, [n]), device);
         let weights: Vec<f32> = (0..n).map(|r| if r % 5 == 4 { 0.0 } else { 1.0 }).collect();
         let weights = Tensor::<1>::from_data(TensorData::new(weights, [n]), device);
         (output, hidden, targets, weights)
-    }
-
-    #[test]
-    fn the_vectorised_exp_matches_libm() {
-        for i in 0..=100_000 {
-            let x = -87.0 * i as f32 / 100_000.0;
-            let (got, want) = (exp(x), x.exp());
-            assert!(
-                (got - want).abs() <= 2e-7 * want,
-                "exp({x}) = {got}, libm {want}"
-            );
-        }
     }
 
     #[test]
@@ -356,7 +279,7 @@ mod tests {
             let hidden = hidden.clone().require_grad();
             let rows = match fused {
                 true => linear_cross_entropy(&output, hidden.clone(), targets.clone()),
-                false => reference_cross_entropy(output.forward(hidden.clone()), targets.clone()),
+                false => reference(output.forward(hidden.clone()), targets.clone()),
             };
             let grads = (rows.clone() * weights.clone()).sum().backward();
             let bias = output.bias.as_ref().unwrap().grad(&grads).unwrap();
@@ -412,10 +335,7 @@ mod tests {
                 p[i] += d;
                 row_loss(p, i / h)
             };
-            // Fourth-order central difference.
-            let near = shifted(eps) - shifted(-eps);
-            let far = shifted(2.0 * eps) - shifted(-2.0 * eps);
-            let numeric = (8.0 * near - far) / (12.0 * f64::from(eps));
+            let numeric = central_difference(shifted, eps);
             let a = f64::from(analytic[i]);
             // f32 rounding of a loss near 2 is ~2e-7; through the difference quotient that is
             // ~2e-5 of noise, hence the floor under the relative tolerance.

@@ -1,4 +1,4 @@
-//! A step-by-step trace of the LSTM cell, as seed 004 runs one cell by hand: for every input
+//! A step-by-step trace of the LSTM cell, as the next-letter toy traces one cell by hand: for every input
 //! token the forget gate f, input gate i, candidate c~, cell state c, output gate o and
 //! hidden state h.
 
@@ -25,14 +25,19 @@ pub struct CellStep {
     pub h: Vec<f32>,
 }
 
+/// A model the trace cannot follow.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TraceError {
+    /// Several layers, or a cell other than an LSTM.
+    #[error("the gate trace needs a one-layer LSTM model (model.cell = \"lstm\", num_layers = 1)")]
+    NotOneLstmLayer,
+}
+
 /// Runs `ids` through the LSTM one token at a time from a zero state, recording every gate;
 /// an error unless the model is a one-layer LSTM.
-pub fn trace(model: &LanguageModel, ids: &[u32]) -> Result<Vec<CellStep>, String> {
+pub fn trace(model: &LanguageModel, ids: &[u32]) -> Result<Vec<CellStep>, TraceError> {
     let Some(lstm) = model.single_lstm() else {
-        return Err(
-            "the gate trace needs a one-layer LSTM model (model.cell = \"lstm\", num_layers = 1)"
-                .into(),
-        );
+        return Err(TraceError::NotOneLstmLayer);
     };
     let device = model.embedding.weight.device();
     let x = model

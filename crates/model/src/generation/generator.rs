@@ -2,7 +2,7 @@
 //! fed back with the LSTM state carried forward, until the stop id (0) or the token limit.
 //! The training callback and `inference generate` both use this. A many-to-one model (trained
 //! on windows or prefixes) instead predicts each token from the last `context` ids,
-//! pre-padded with 0, from a zero state, as seed 003's `generate_text` does.
+//! pre-padded with 0, from a zero state, as the n-gram prefix model's `generate_text` does.
 
 use burn::prelude::s;
 use burn::tensor::Device;
@@ -11,8 +11,8 @@ use data::{Tokenizer, Vocab};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+use super::sampling::Sampling;
 use crate::recurrent::State;
-use crate::sampling::Sampling;
 use crate::{LanguageModel, ids_tensor};
 
 /// A prompt converted to ids, with the words the vocabulary lacked.
@@ -22,6 +22,14 @@ pub struct Prompt {
     pub ids: Vec<u32>,
     /// Words of the prompt that are not in the vocabulary.
     pub unknown: Vec<String>,
+}
+
+/// A prompt that cannot be generated from.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GenerationError {
+    /// The prompt standardises to no token at all.
+    #[error("the prompt `{0}` has no tokens")]
+    EmptyPrompt(String),
 }
 
 /// A trained model with its vocabulary and a seeded random generator.
@@ -61,10 +69,10 @@ impl<'a> Generator<'a> {
     }
 
     /// Tokenizes `text` as the training data was and maps it to ids; an error if empty.
-    pub fn prompt(&self, text: &str) -> Result<Prompt, String> {
+    pub fn prompt(&self, text: &str) -> Result<Prompt, GenerationError> {
         let tokens = self.tokenizer.tokens(text);
         if tokens.is_empty() {
-            return Err(format!("the prompt `{text}` has no tokens"));
+            return Err(GenerationError::EmptyPrompt(text.to_owned()));
         }
         let unknown = tokens
             .iter()
@@ -160,11 +168,11 @@ mod tests {
         let device = Device::flex();
         device.seed(5);
         let vocab = Vocab::build("recipe for roast chicken with salt".split(' '), 20);
-        let mut model = ModelConfig::sized(8, 16).init(vocab.len(), &device);
-        let mut bias = vec![0.0f32; vocab.len()];
+        let mut model = ModelConfig::sized(8, 16).init(vocab.size(), &device);
+        let mut bias = vec![0.0f32; vocab.size()];
         bias[favourite] = 50.0;
         model.output.bias = Some(Param::from_tensor(Tensor::from_data(
-            TensorData::new(bias, [vocab.len()]),
+            TensorData::new(bias, [vocab.size()]),
             &device,
         )));
         (model, vocab, device)
@@ -182,11 +190,7 @@ mod tests {
 
         let (model, vocab, device) = setup(3);
         let mut g = Generator::new(&model, &vocab, Tokenizer::Word, device, 1);
-        let greedy = Sampling {
-            temperature: 1.0,
-            top_k: None,
-            greedy: true,
-        };
+        let greedy = Sampling::greedy();
         assert_eq!(g.generate(&prompt.ids, 4, &greedy), [3, 3, 3, 3]);
     }
 
@@ -195,7 +199,7 @@ mod tests {
         let device = Device::flex();
         device.seed(9);
         let vocab = Vocab::build("a b c d e f g".split(' '), 20);
-        let model = ModelConfig::sized(8, 16).init(vocab.len(), &device);
+        let model = ModelConfig::sized(8, 16).init(vocab.size(), &device);
         let g = Generator::new(&model, &vocab, Tokenizer::Word, device, 0);
         let ids = [2u32, 5, 3, 7, 4];
         let (_, mut state) = g.step(&ids[..1], None);

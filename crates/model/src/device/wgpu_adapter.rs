@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use burn::tensor::wgpu::{WgpuBackend, wgpu};
 use burn::tensor::{Device, DeviceKind};
 
-use crate::device::{GraphicsApi, OpenDevice};
+use super::spec::{DeviceError, GraphicsApi, OpenDevice};
 
 /// What a caller asks for: an adapter number (or wgpu's pick) through an API.
 type Selection = (Option<usize>, GraphicsApi);
@@ -15,7 +15,7 @@ type Selection = (Option<usize>, GraphicsApi);
 static OPENED: Mutex<Vec<(Selection, OpenDevice)>> = Mutex::new(Vec::new());
 
 /// Opens adapter `adapter` of [`adapters`] (wgpu's preferred one when `None`) through `api`.
-pub(crate) fn open(adapter: Option<usize>, api: GraphicsApi) -> Result<OpenDevice, String> {
+pub(crate) fn open(adapter: Option<usize>, api: GraphicsApi) -> Result<OpenDevice, DeviceError> {
     let mut opened = OPENED.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((_, device)) = opened.iter().find(|(key, _)| *key == (adapter, api)) {
         return Ok(device.clone());
@@ -29,11 +29,10 @@ pub(crate) fn open(adapter: Option<usize>, api: GraphicsApi) -> Result<OpenDevic
         .device_kind(kind.clone())
         .graphics_api(wgpu_backend(pinned))
         .init_with_setup()
-        .map_err(|e| {
-            format!(
-                "wgpu: cannot open {kind:?} through {pinned:?}: {e}\n{}",
-                listing(api, &found)
-            )
+        .map_err(|e| DeviceError::Open {
+            what: format!("{kind:?} through {pinned:?}"),
+            detail: e.to_string(),
+            listing: listing(api, &found),
         })?;
     let info = setup.adapter.get_info();
     let limits = setup.device.limits();
@@ -109,12 +108,17 @@ fn select(
     n: usize,
     api: GraphicsApi,
     found: &[wgpu::AdapterInfo],
-) -> Result<(DeviceKind, GraphicsApi), String> {
+) -> Result<(DeviceKind, GraphicsApi), DeviceError> {
     let Some(info) = found.get(n) else {
-        return Err(format!(
-            "wgpu: there is no adapter {n}\n{}",
-            listing(api, found)
-        ));
+        return Err(DeviceError::NoSuchAdapter {
+            number: n,
+            listing: listing(api, found),
+        });
+    };
+    let unselectable = |why: String| DeviceError::Unselectable {
+        number: n,
+        name: info.name.clone(),
+        why,
     };
     let index = found[..n]
         .iter()
@@ -126,9 +130,8 @@ fn select(
         wgpu::DeviceType::VirtualGpu => DeviceKind::VirtualGpu(index),
         wgpu::DeviceType::Cpu => DeviceKind::Cpu,
         wgpu::DeviceType::Other => {
-            return Err(format!(
-                "wgpu: adapter {n} ({}) reports no device type, which Burn cannot select; leave out --device to let wgpu pick",
-                info.name
+            return Err(unselectable(
+                "reports no device type, which Burn cannot select; leave out --device to let wgpu pick".into(),
             ));
         }
     };
@@ -138,9 +141,9 @@ fn select(
         wgpu::Backend::Metal => GraphicsApi::Metal,
         wgpu::Backend::Dx12 => GraphicsApi::Dx12,
         other => {
-            return Err(format!(
-                "wgpu: adapter {n} runs on {other:?}, which is not supported here"
-            ));
+            return Err(unselectable(format!(
+                "runs on {other:?}, which is not supported here"
+            )));
         }
     };
     Ok((kind, api))

@@ -15,13 +15,22 @@ pub struct Sampling {
 
 impl Sampling {
     /// Plain sampling at `temperature`, checked to be a positive finite number.
-    pub fn with_temperature(temperature: f32) -> Result<Self, String> {
+    pub fn with_temperature(temperature: f32) -> Result<Self, SamplingError> {
         check_temperature(temperature)?;
         Ok(Self {
             temperature,
             top_k: None,
             greedy: false,
         })
+    }
+
+    /// Always the most likely token.
+    pub fn greedy() -> Self {
+        Self {
+            temperature: 1.0,
+            top_k: None,
+            greedy: true,
+        }
     }
 
     /// Picks a token id from `logits`.
@@ -56,14 +65,20 @@ impl Sampling {
 }
 
 /// An error unless `temperature` is a positive finite number.
-pub fn check_temperature(temperature: f32) -> Result<(), String> {
+pub fn check_temperature(temperature: f32) -> Result<(), SamplingError> {
     if temperature.is_finite() && temperature > 0.0 {
         Ok(())
     } else {
-        Err(format!(
-            "temperature must be a number greater than 0, got {temperature}"
-        ))
+        Err(SamplingError::Temperature(temperature))
     }
+}
+
+/// A sampling setting out of range.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SamplingError {
+    /// A temperature that is not a number above 0.
+    #[error("temperature must be a number greater than 0, got {0}")]
+    Temperature(f32),
 }
 
 /// `softmax(logits / temperature)`, the same as the chapter's `probs ** (1 / temperature)`
@@ -126,12 +141,7 @@ mod tests {
     fn greedy_top_k_and_bad_temperatures() {
         let logits = [0.0f32, 3.0, 2.9, -1.0];
         let mut rng = StdRng::seed_from_u64(1);
-        let greedy = Sampling {
-            temperature: 1.0,
-            top_k: None,
-            greedy: true,
-        };
-        assert_eq!(greedy.pick(&logits, &mut rng), 1);
+        assert_eq!(Sampling::greedy().pick(&logits, &mut rng), 1);
         let top2 = Sampling {
             temperature: 5.0,
             top_k: Some(2),

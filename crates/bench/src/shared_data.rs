@@ -4,12 +4,15 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use data::{Batcher, CorpusSpec, LossPositions, Sequences, Tokenizer, Vocab};
+use data::CorpusSpec;
 use serde::{Deserialize, Serialize};
+use train::Config;
+use train::pipeline;
 
-/// What `batches.json` says about the batch file (the PyTorch script reads it too).
+/// The batches both systems train on, as `batches.json` describes them (the PyTorch script
+/// reads it too).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BatchFile {
+pub struct SharedData {
     /// The raw file: per batch, inputs (u32), targets (u32), weights (f32), `B*T` each.
     pub file: PathBuf,
     /// This description, as written.
@@ -30,48 +33,37 @@ pub struct BatchFile {
     pub hidden_size: usize,
 }
 
-/// Writes `count` batches into target/bench/ and describes them.
-pub fn prepare(count: usize) -> Result<BatchFile> {
+/// Writes the first `count` batches of the textbook config's first epoch into target/bench/
+/// and describes them.
+pub fn prepare(count: usize) -> Result<SharedData> {
     let dir = PathBuf::from("target/bench");
     std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-    let corpus = CorpusSpec::new("datasets/epicurious/recipes.json.gz").load()?;
-    let tokens: Vec<Vec<String>> = corpus
-        .texts
-        .iter()
-        .map(|t| Tokenizer::Word.tokens(t))
-        .collect();
-    let model = model::ModelConfig::default();
-    let vocab = Vocab::build(tokens.iter().flatten(), 10_000);
-    let rows = tokens.iter().map(|t| t.iter().map(String::as_str));
-    let sequences = Sequences::encode(rows, &vocab, 200);
-    let batcher = Batcher {
-        batch_size: 32,
-        positions: LossPositions::RealAndStop,
-    };
+    let config = Config::textbook(CorpusSpec::new("datasets/epicurious/recipes.json.gz"));
+    let data = pipeline::prepare(&config)?;
     let mut raw = Vec::new();
-    for batch in batcher.epoch(&sequences, 42, 1).take(count) {
+    for batch in data.training.epoch(config.train.seed, 1).take(count) {
         raw.extend(batch.inputs.iter().flat_map(|i| i.to_le_bytes()));
         raw.extend(batch.targets.iter().flat_map(|i| i.to_le_bytes()));
         raw.extend(batch.weights.iter().flat_map(|w| w.to_le_bytes()));
     }
-    let file = BatchFile {
+    let file = SharedData {
         file: dir.join("batches.bin"),
         meta: dir.join("batches.json"),
         vocab: dir.join("vocab.txt"),
         batches: count,
-        batch_size: 32,
-        seq_len: 200,
-        vocab_size: vocab.len(),
-        embedding_dim: model.embedding_dim,
-        hidden_size: model.hidden_size,
+        batch_size: config.data.batch_size,
+        seq_len: config.data.seq_len,
+        vocab_size: data.vocab.size(),
+        embedding_dim: config.model.embedding_dim,
+        hidden_size: config.model.hidden_size,
     };
     data::files::write_atomic(&file.file, &raw)?;
-    vocab.save(&file.vocab)?;
+    data.vocab.save(&file.vocab)?;
     data::files::write_atomic(&file.meta, serde_json::to_string(&file)?.as_bytes())?;
     Ok(file)
 }
 
-impl BatchFile {
+impl SharedData {
     /// Reads the description written by [`prepare`].
     pub fn open(meta: &std::path::Path) -> Result<Self> {
         let text = std::fs::read_to_string(meta)

@@ -1,13 +1,14 @@
 //! Matrix products for the fused operations: the system's OpenBLAS when it is installed
 //! (`apt install libopenblas0`), loaded at run time so the build needs nothing beyond
-//! crates.io, else the pure-Rust `gemm` crate that flex uses. On this project's 2-core AVX2
-//! machine OpenBLAS multiplies the output layer's matrices about 3x faster.
-//! `TEXTGEN_BLAS=gemm` forces the fallback (for comparing the two).
+//! crates.io, else the pure-Rust `gemm` crate that flex uses. On a 2-core AVX2 machine
+//! OpenBLAS multiplies the output layer's matrices about 3x faster. [`select`] pins either.
 
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use gemm::Parallelism;
+use serde::{Deserialize, Serialize};
 
 type Sgemm = unsafe extern "C" fn(
     c_int,
@@ -35,13 +36,10 @@ unsafe extern "C" {
     fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
 }
 
-/// OpenBLAS's `cblas_sgemm`, if a library provides it.
+/// OpenBLAS's `cblas_sgemm`, if a library provides it (looked up once).
 fn openblas() -> Option<Sgemm> {
     static SGEMM: OnceLock<Option<Sgemm>> = OnceLock::new();
     *SGEMM.get_or_init(|| {
-        if std::env::var("TEXTGEN_BLAS").is_ok_and(|v| v == "gemm") {
-            return None;
-        }
         const RTLD_NOW: c_int = 2;
         for name in [c"libopenblas.so.0", c"libopenblas.so"] {
             // SAFETY: dlopen/dlsym with NUL-terminated names; the symbol has cblas_sgemm's
@@ -61,12 +59,59 @@ fn openblas() -> Option<Sgemm> {
     })
 }
 
-/// Which implementation [`matmul`] uses: `"OpenBLAS"` or `"gemm"`.
+/// Which library multiplies the fused operations' matrices.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Matmul {
+    /// The system's OpenBLAS when it is installed, else the built-in `gemm` crate.
+    #[default]
+    Auto,
+    /// The system's OpenBLAS; an error where it is not installed.
+    Openblas,
+    /// The pure-Rust `gemm` crate, built in.
+    Builtin,
+}
+
+/// A matrix-product library that was asked for and cannot be had.
+#[derive(Debug, thiserror::Error)]
+pub enum MatmulError {
+    /// `openblas` was asked for and no `libopenblas.so` could be loaded.
+    #[error(
+        "matmul `openblas`: no libopenblas.so.0 could be loaded (install it, e.g. `apt install libopenblas0`, or use `auto` or `builtin`)"
+    )]
+    OpenblasMissing,
+}
+
+/// Whether products go through OpenBLAS (set by [`select`]; before it, when it is installed).
+static USE_OPENBLAS: AtomicU8 = AtomicU8::new(UNSET);
+const UNSET: u8 = 2;
+
+/// Makes `choice` the library of every later product in this process; returns its name.
+pub fn select(choice: Matmul) -> Result<&'static str, MatmulError> {
+    let openblas = match choice {
+        Matmul::Auto => openblas().is_some(),
+        Matmul::Openblas if openblas().is_none() => return Err(MatmulError::OpenblasMissing),
+        Matmul::Openblas => true,
+        Matmul::Builtin => false,
+    };
+    USE_OPENBLAS.store(u8::from(openblas), Ordering::Relaxed);
+    Ok(implementation())
+}
+
+/// The library [`matmul`] uses now: `"OpenBLAS"` or `"gemm"`.
 pub fn implementation() -> &'static str {
-    if openblas().is_some() {
+    if sgemm().is_some() {
         "OpenBLAS"
     } else {
         "gemm"
+    }
+}
+
+/// OpenBLAS's `cblas_sgemm` when products go through it.
+fn sgemm() -> Option<Sgemm> {
+    match USE_OPENBLAS.load(Ordering::Relaxed) {
+        0 => None,
+        _ => openblas(),
     }
 }
 
@@ -99,12 +144,12 @@ impl<'a> Operand<'a> {
 }
 
 /// Products at most this large (m·n·k) skip OpenBLAS, whose packing and thread start-up cost
-/// more than the arithmetic there (seed 000's one-sequence steps: 1 x 128 x 512).
+/// more than the arithmetic there (the passage-memorising model's one-sequence steps: 1 x 128 x 512).
 const SMALL: usize = 1 << 18;
 
 /// `dst[m, n] = (dst if accumulate) + a[m, k] · b[k, n]`, `dst` row-major.
 pub fn matmul(dst: &mut [f32], dims: [usize; 3], a: Operand, b: Operand, accumulate: bool) {
-    let sgemm = openblas().filter(|_| dims.iter().product::<usize>() > SMALL);
+    let sgemm = sgemm().filter(|_| dims.iter().product::<usize>() > SMALL);
     product(sgemm, dst, dims, a, b, accumulate);
 }
 
@@ -205,8 +250,11 @@ mod tests {
                 want[i * n + j] += (0..k).map(|l| a[i * k + l] * b[l * n + j]).sum::<f32>();
             }
         }
-        assert!(openblas().is_some() || implementation() == "gemm");
-        for sgemm in [openblas(), None] {
+        let implementations: Vec<Option<Sgemm>> = match openblas() {
+            Some(sgemm) => vec![Some(sgemm), None],
+            None => vec![None],
+        };
+        for sgemm in implementations {
             let a_ops = [Operand::rows(&a, k), Operand::transposed(&a_t, m)];
             let b_ops = [Operand::rows(&b, n), Operand::transposed(&b_t, k)];
             for (x, y) in a_ops.iter().flat_map(|x| b_ops.iter().map(move |y| (x, y))) {

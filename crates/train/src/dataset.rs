@@ -1,24 +1,26 @@
 //! Where an epoch's batches come from: one padded sequence per record (the recipe chapter),
 //! many-to-one windows or prefixes, or consecutive windows of one continuous stream whose
-//! LSTM state carries over.
+//! recurrent state carries over.
 
 use anyhow::{Result, anyhow};
-use data::{Batch, Batcher, LossPositions, Sequences, StreamWindows, Vocab};
+use data::{Batch, Collator, LossPositions, Sequences, StreamWindows, Vocab};
 
-use crate::config::{DataConfig, Examples};
+use crate::config::{DataConfig, ExampleKind};
 
-/// The training data of a run, encoded.
-pub enum Batches {
+/// One part of a run's data (training or validation), encoded: it yields each epoch's batches.
+pub enum Dataset {
     /// Shuffled batches of independent sequences; the state starts from zero each batch.
     Records {
+        /// Every example's ids.
         sequences: Sequences,
-        batcher: Batcher,
+        /// How they are shuffled into batches.
+        collator: Collator,
     },
     /// Windows over parallel streams in order; the state carries from window to window.
     Stream(StreamWindows),
 }
 
-impl Batches {
+impl Dataset {
     /// Encodes tokenized records (or, for a stream, one tokenized text) with `vocab`, in
     /// batches of at most `batch_size`; an error when they yield no example.
     pub fn new(
@@ -28,21 +30,21 @@ impl Batches {
         batch_size: usize,
     ) -> Result<Self> {
         let seq_len = config.seq_len;
-        if config.examples == Examples::Stream {
+        if config.examples == ExampleKind::Stream {
             let ids: Vec<u32> = tokenized.iter().flatten().map(|t| vocab.id(t)).collect();
             // A small held-out stream gets fewer parallel rows rather than none.
             let rows = batch_size.min(ids.len() / (seq_len + 1)).max(1);
             let windows =
                 StreamWindows::new(&ids, rows, seq_len).map_err(|e| anyhow!("data: {e}"))?;
-            return Ok(Batches::Stream(windows));
+            return Ok(Dataset::Stream(windows));
         }
         let rows = tokenized.iter().map(|t| t.iter().map(String::as_str));
         let (sequences, positions) = match config.examples {
-            Examples::Windows => (
+            ExampleKind::Windows => (
                 Sequences::windows(rows, vocab, seq_len),
                 LossPositions::Last,
             ),
-            Examples::Prefixes => (
+            ExampleKind::Prefixes => (
                 Sequences::prefixes(rows, vocab, seq_len),
                 LossPositions::Last,
             ),
@@ -61,9 +63,9 @@ impl Batches {
                 seq_len + 1
             ));
         }
-        Ok(Batches::Records {
+        Ok(Dataset::Records {
             sequences,
-            batcher: Batcher {
+            collator: Collator {
                 batch_size,
                 positions,
             },
@@ -73,31 +75,35 @@ impl Batches {
     /// Training examples (sequences or stream positions) in one epoch.
     pub fn examples(&self) -> usize {
         match self {
-            Batches::Records { sequences, .. } => sequences.len(),
-            Batches::Stream(windows) => windows.positions(),
+            Dataset::Records { sequences, .. } => sequences.len(),
+            Dataset::Stream(windows) => windows.positions(),
         }
     }
 
     /// Batches in one epoch.
     pub fn per_epoch(&self) -> usize {
         match self {
-            Batches::Records { sequences, batcher } => batcher.batches_per_epoch(sequences),
-            Batches::Stream(windows) => windows.len(),
+            Dataset::Records {
+                sequences,
+                collator,
+            } => collator.batches_per_epoch(sequences),
+            Dataset::Stream(windows) => windows.count(),
         }
     }
 
     /// The batches of epoch `epoch`, shuffled (records) or in stream order.
     pub fn epoch(&self, seed: u64, epoch: usize) -> Box<dyn Iterator<Item = Batch> + '_> {
         match self {
-            Batches::Records { sequences, batcher } => {
-                Box::new(batcher.epoch(sequences, seed, epoch))
-            }
-            Batches::Stream(windows) => Box::new((0..windows.len()).map(|k| windows.window(k))),
+            Dataset::Records {
+                sequences,
+                collator,
+            } => Box::new(collator.epoch(sequences, seed, epoch)),
+            Dataset::Stream(windows) => Box::new((0..windows.count()).map(|k| windows.window(k))),
         }
     }
 
     /// Whether the LSTM state carries from one batch to the next.
     pub fn carries_state(&self) -> bool {
-        matches!(self, Batches::Stream(_))
+        matches!(self, Dataset::Stream(_))
     }
 }

@@ -10,7 +10,7 @@
 //! weight:  1   1     1 1      1  1 1 0 0           (real tokens + the first stop)
 //! ```
 //!
-//! Many-to-one examples (seeds 003 and 004) are rows of the same shape whose loss counts only
+//! Many-to-one examples (the n-gram prefix model and the next-letter toy) are rows of the same shape whose loss counts only
 //! the last position: every window of `seq_len` tokens followed by the next one
 //! (`a b c -> d`), or every prefix of a record, pre-padded with 0 (`0 0 recipe -> for`).
 
@@ -57,7 +57,7 @@ impl Sequences {
     }
 
     /// Every prefix of each record (its last `seq_len` ids at most), pre-padded with 0 and
-    /// followed by the id after it, as seed 003's `pad_sequences(padding='pre')`.
+    /// followed by the id after it, as the n-gram prefix model's `pad_sequences(padding='pre')`.
     pub fn prefixes<'a, I, T>(records: I, vocab: &Vocab, seq_len: usize) -> Self
     where
         I: IntoIterator<Item = T>,
@@ -160,14 +160,14 @@ pub struct Batch {
 
 /// Cuts sequences into shuffled batches, reproducibly for a given seed and epoch.
 #[derive(Debug, Clone, Copy)]
-pub struct Batcher {
+pub struct Collator {
     /// Sequences per batch.
     pub batch_size: usize,
     /// Which positions count in the loss.
     pub positions: LossPositions,
 }
 
-impl Batcher {
+impl Collator {
     /// Number of batches per epoch (the last one may be short).
     pub fn batches_per_epoch(&self, data: &Sequences) -> usize {
         data.len().div_ceil(self.batch_size)
@@ -242,7 +242,7 @@ mod tests {
     #[test]
     fn target_is_input_shifted_and_weights_stop_after_first_pad() {
         let (_, s) = setup();
-        let b = Batcher {
+        let b = Collator {
             batch_size: 8,
             positions: LossPositions::RealAndStop,
         }
@@ -250,7 +250,7 @@ mod tests {
         assert_eq!(b.inputs, &s.row(1)[..3]);
         assert_eq!(b.targets, &s.row(1)[1..]);
         assert_eq!(b.weights, [1.0, 1.0, 0.0]);
-        let keras = Batcher {
+        let keras = Collator {
             batch_size: 8,
             positions: LossPositions::All,
         }
@@ -289,7 +289,7 @@ mod tests {
     #[test]
     fn a_many_to_one_batch_has_one_target_per_sequence() {
         let (_, s) = setup();
-        let b = Batcher {
+        let b = Collator {
             batch_size: 8,
             positions: LossPositions::Last,
         }
@@ -301,16 +301,29 @@ mod tests {
     }
 
     #[test]
-    fn shuffling_is_reproducible_and_covers_every_row() {
-        let (_, s) = setup();
-        let batcher = Batcher {
-            batch_size: 2,
+    fn shuffling_is_reproducible_and_covers_every_row_once() {
+        let texts: Vec<String> = (0..20).map(|i| format!("w{i} x")).collect();
+        let vocab = Vocab::build(texts.iter().flat_map(|t| t.split(' ')), 100);
+        let s = Sequences::encode(texts.iter().map(|t| t.split(' ')), &vocab, 2);
+        let collator = Collator {
+            batch_size: 3,
             positions: LossPositions::RealAndStop,
         };
-        let a: Vec<Batch> = batcher.epoch(&s, 7, 0).collect();
-        let b: Vec<Batch> = batcher.epoch(&s, 7, 0).collect();
-        assert_eq!(a, b);
-        assert_eq!(a.len(), 2);
-        assert_eq!(a.iter().map(|b| b.batch_size).sum::<usize>(), 3);
+        let firsts = |epoch: usize| -> Vec<u32> {
+            let batches: Vec<Batch> = collator.epoch(&s, 7, epoch).collect();
+            assert_eq!(batches.len(), 7);
+            batches
+                .iter()
+                .flat_map(|b| b.inputs.chunks(2).map(|row| row[0]))
+                .collect()
+        };
+        let order = firsts(0);
+        assert_eq!(order, firsts(0), "same seed and epoch, same order");
+        assert_ne!(order, firsts(1), "another epoch, another order");
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        let mut want: Vec<u32> = (0..20).map(|r| s.row(r)[0]).collect();
+        want.sort_unstable();
+        assert_eq!(sorted, want, "every row exactly once");
     }
 }

@@ -1,0 +1,9 @@
+//! Using a trained model: sampling the next token, generating text with the state carried,
+//! and tracing one LSTM cell's gates.
+
+pub mod generator;
+pub mod sampling;
+pub mod trace;
+
+pub use generator::{GenerationError, Generator, Prompt};
+pub use sampling::{Sampling, SamplingError};
