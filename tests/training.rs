@@ -141,24 +141,37 @@ fn generate_continues_the_prompt_within_the_token_limit() {
     .unwrap();
     assert!(out.starts_with("recipe for"), "{out}");
     assert!(out.split_whitespace().count() <= 2 + 7, "{out}");
-    let greedy = |seed: &str| {
-        inference(&[
-            "generate",
-            "--checkpoint",
-            s(run),
-            "--prompt",
-            "recipe for",
-            "--greedy",
-            "--seed",
-            seed,
-        ])
-        .unwrap()
+    let continue_recipe = |extra: &[&str]| {
+        let args = ["generate", "--checkpoint", s(run), "--prompt", "recipe for"];
+        inference(&[&args[..], extra].concat()).unwrap()
     };
+    let full = continue_recipe(&["--greedy", "--seed", "1"]);
     assert_eq!(
-        greedy("1"),
-        greedy("2"),
+        full,
+        continue_recipe(&["--greedy", "--seed", "2"]),
         "greedy output must not depend on the seed"
     );
+
+    // A stop string ends the text where it begins; the rest of the text is what it was.
+    let words: Vec<&str> = full.split(' ').collect();
+    let stop = words[3..5].join(" ");
+    let cut = continue_recipe(&["--greedy", "--stop", &stop]);
+    let before = &full[..full.find(&stop).unwrap()];
+    assert_eq!(
+        cut.trim_end(),
+        before.trim_end(),
+        "stop {stop:?} in {full:?}"
+    );
+
+    // Top-p 1 and a repetition penalty of 1 change nothing: the same text for the same seed.
+    let sampled =
+        |extra: &[&str]| continue_recipe(&[&["--seed", "5", "--max-tokens", "20"], extra].concat());
+    let plain = sampled(&[]);
+    assert_eq!(
+        sampled(&["--top-p", "1", "--repetition-penalty", "1"]),
+        plain
+    );
+    assert_ne!(sampled(&["--top-p", "0.05"]), plain);
 }
 
 #[test]
@@ -195,6 +208,23 @@ fn bad_inference_requests_fail_clearly() {
     ])
     .unwrap_err();
     assert!(format!("{e:#}").contains("greater than 0"), "{e:#}");
+    for (flag, value) in [
+        ("--top-p", "1.5"),
+        ("--top-k", "0"),
+        ("--repetition-penalty", "-1"),
+    ] {
+        let setting = format!("{flag}={value}");
+        let args = [
+            "generate",
+            "--checkpoint",
+            s(run),
+            "--prompt",
+            "x",
+            &setting,
+        ];
+        let e = format!("{:#}", inference(&args).unwrap_err());
+        assert!(e.starts_with(flag), "{e}");
+    }
     let e = inference(&[
         "probs",
         "--checkpoint",

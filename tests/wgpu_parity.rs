@@ -107,7 +107,7 @@ fn greedy(model: &LanguageModel, vocab: &Vocab, device: &Device) -> String {
     let mut generator = Generator::new(model, vocab, Tokenizer::Char, device.clone(), 0);
     let prompt = generator.prompt("First ").unwrap();
     let sampling = Sampling::greedy();
-    let ids = generator.generate(&prompt.ids, 40, &sampling);
+    let ids = generator.generate(&prompt.ids, 40, &sampling, &[]).ids;
     generator.decode(&ids)
 }
 

@@ -193,7 +193,11 @@ fn generation_speed(
     let greedy = Sampling::greedy();
     let start = Instant::now();
     // A stop id ends generation early; count what was generated.
-    let n = generator.generate(&[2, 3], tokens, &greedy).len().max(1);
+    let n = generator
+        .generate(&[2, 3], tokens, &greedy, &[])
+        .ids
+        .len()
+        .max(1);
     n as f64 / start.elapsed().as_secs_f64()
 }
 

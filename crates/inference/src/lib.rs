@@ -5,10 +5,11 @@ use std::fmt::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use data::defaults;
 use model::burn::tensor::Device;
+use model::generation::SamplingError;
 use model::generation::sampling::{check_temperature, probabilities, top};
 use model::{BackendKind, Checkpoint, DeviceArgs, DeviceSpec, Generator, Sampling};
 
@@ -72,6 +73,17 @@ pub struct GenerateArgs {
     /// Sample only among the K most likely tokens.
     #[arg(long)]
     pub top_k: Option<usize>,
+    /// Sample only among the most likely tokens whose probabilities together reach P (0 < P <= 1).
+    #[arg(long, value_name = "P")]
+    pub top_p: Option<f32>,
+    /// Make tokens already generated less likely: their positive logits are divided by this,
+    /// negative ones multiplied (1 = off; 1.1-1.3 is typical).
+    #[arg(long, default_value_t = 1.0)]
+    pub repetition_penalty: f32,
+    /// Stop where this text appears in the generated text (which then ends before it); repeat
+    /// the flag for several.
+    #[arg(long, value_name = "TEXT")]
+    pub stop: Vec<String>,
     /// Seed for sampling.
     #[arg(long, default_value_t = defaults::SEED)]
     pub seed: u64,
@@ -150,24 +162,40 @@ impl Loaded {
 }
 
 fn generate(args: &GenerateArgs) -> Result<String> {
-    check_temperature(args.temperature).context("--temperature")?;
-    let loaded = Loaded::open(&args.source)?;
-    let (mut generator, prompt) = loaded.generator(args.seed)?;
     let sampling = Sampling {
         temperature: args.temperature,
         top_k: args.top_k,
+        top_p: args.top_p,
+        repetition_penalty: args.repetition_penalty,
         greedy: args.greedy,
     };
+    sampling.check().map_err(|e| anyhow!("{}: {e}", flag(&e)))?;
+    let loaded = Loaded::open(&args.source)?;
+    let (mut generator, prompt) = loaded.generator(args.seed)?;
     let start = Instant::now();
-    let ids = generator.generate(&prompt, args.max_tokens, &sampling);
+    let done = generator.generate(&prompt, args.max_tokens, &sampling, &args.stop);
     let secs = start.elapsed().as_secs_f64();
     eprintln!(
         "{}: {} tokens in {secs:.2}s ({:.0} tokens/s)",
         loaded.ckpt.dir.display(),
-        ids.len(),
-        ids.len() as f64 / secs.max(1e-9)
+        done.ids.len(),
+        done.ids.len() as f64 / secs.max(1e-9)
     );
-    Ok(format!("{}\n", generator.decode(&[prompt, ids].concat())))
+    let prompt = generator.decode(&prompt);
+    Ok(match done.text.is_empty() {
+        true => format!("{prompt}\n"),
+        false => format!("{prompt}{}{}\n", generator.separator(), done.text),
+    })
+}
+
+/// The `generate` flag a sampling setting comes from.
+fn flag(error: &SamplingError) -> &'static str {
+    match error {
+        SamplingError::Temperature(_) => "--temperature",
+        SamplingError::TopK => "--top-k",
+        SamplingError::TopP(_) => "--top-p",
+        SamplingError::RepetitionPenalty(_) => "--repetition-penalty",
+    }
 }
 
 fn probs(args: &ProbsArgs) -> Result<String> {

@@ -38,7 +38,9 @@ pub fn generate_samples(
         let sampling = Sampling::with_temperature(temperature)?;
         for prompt_text in &settings.prompts {
             let prompt = generator.prompt(prompt_text)?;
-            let ids = generator.generate(&prompt.ids, settings.max_tokens, &sampling);
+            let ids = generator
+                .generate(&prompt.ids, settings.max_tokens, &sampling, &[])
+                .ids;
             let text = generator.decode(&[prompt.ids, ids].concat());
             println!("generated text (epoch {epoch}, temperature {temperature}):\n{text}\n");
             writeln!(

@@ -326,6 +326,30 @@ mod tests {
     }
 
     #[test]
+    fn kernel_switches_are_config_values_and_unknown_ones_are_named() {
+        let c = parse(
+            "[corpus]\npath = \"x\"\n[train]\nkernels = \"reference\"\nmatmul = \"builtin\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.train.kernels, c.train.matmul),
+            (Kernels::Reference, Matmul::Builtin)
+        );
+        let defaults = parse("[corpus]\npath = \"x\"\n").unwrap();
+        assert_eq!(
+            (defaults.train.kernels, defaults.train.matmul),
+            (Kernels::Fused, Matmul::Auto)
+        );
+        let e = parse("[corpus]\npath = \"x\"\n[train]\nkernels = \"fast\"\n").unwrap_err();
+        assert!(
+            e.contains("kernels") && e.contains("`fused` or `reference`"),
+            "{e}"
+        );
+        let e = parse("[corpus]\npath = \"x\"\n[train]\nmatmul = \"mkl\"\n").unwrap_err();
+        assert!(e.contains("matmul") && e.contains("`openblas`"), "{e}");
+    }
+
+    #[test]
     fn unknown_keys_are_named() {
         let e = parse("[corpus]\npath = \"x\"\n[train]\nepocs = 3\n").unwrap_err();
         assert!(e.contains("epocs"), "{e}");

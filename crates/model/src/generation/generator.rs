@@ -11,7 +11,7 @@ use data::{Tokenizer, Vocab};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use super::sampling::Sampling;
+use super::sampling::{Sampling, stop_position};
 use crate::recurrent::State;
 use crate::{LanguageModel, ids_tensor};
 
@@ -30,6 +30,26 @@ pub enum GenerationError {
     /// The prompt standardises to no token at all.
     #[error("the prompt `{0}` has no tokens")]
     EmptyPrompt(String),
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// The model chose the stop token, or a stop string appeared.
+    Stop,
+    /// The token limit was reached.
+    Length,
+}
+
+/// What one generation produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    /// The generated ids (a stop string's tokens included; the stop token not).
+    pub ids: Vec<u32>,
+    /// Their text, cut where a stop string begins.
+    pub text: String,
+    /// Why generation ended.
+    pub finish: Finish,
 }
 
 /// A trained model with its vocabulary and a seeded random generator.
@@ -96,7 +116,7 @@ impl<'a> Generator<'a> {
         (values, state)
     }
 
-    /// Logits of every next token after `prompt` (see [`crate::sampling::probabilities`]).
+    /// Logits of every next token after `prompt` (see [`super::sampling::probabilities`]).
     pub fn next_token_logits(&self, prompt: &[u32]) -> Vec<f32> {
         match self.context {
             Some(n) => {
@@ -109,43 +129,53 @@ impl<'a> Generator<'a> {
         }
     }
 
-    /// Generates up to `max_tokens` new ids after `prompt`, stopping early at the stop id.
-    /// The stop id itself is not returned.
-    pub fn generate(&mut self, prompt: &[u32], max_tokens: usize, sampling: &Sampling) -> Vec<u32> {
-        if self.context.is_some() {
-            return self.generate_from_windows(prompt, max_tokens, sampling);
-        }
-        let mut out = Vec::new();
-        let (mut logits, mut state) = self.step(prompt, None);
-        while out.len() < max_tokens {
-            let next = sampling.pick(&logits, &mut self.rng);
-            if next == PAD_ID {
-                break;
-            }
-            out.push(next);
-            if out.len() < max_tokens {
-                (logits, state) = self.step(&[next], Some(state));
-            }
-        }
-        out
-    }
-
-    /// [`Generator::generate`] for a many-to-one model: each token from the last window alone.
-    fn generate_from_windows(
+    /// Generates up to `max_tokens` new tokens after `prompt`, stopping early at the stop id
+    /// (which is not returned) or where one of `stops` begins in the generated text.
+    pub fn generate(
         &mut self,
         prompt: &[u32],
         max_tokens: usize,
         sampling: &Sampling,
-    ) -> Vec<u32> {
-        let mut text = prompt.to_vec();
-        while text.len() - prompt.len() < max_tokens {
-            let next = sampling.pick(&self.next_token_logits(&text), &mut self.rng);
-            if next == PAD_ID {
-                break;
+        stops: &[String],
+    ) -> Completion {
+        let mut ids = Vec::new();
+        // A carried-state model feeds back one token at a time; a many-to-one model re-reads
+        // its last window for every token.
+        let (mut logits, mut state) = match self.context {
+            Some(_) => (self.next_token_logits(prompt), None),
+            None => {
+                let (logits, state) = self.step(prompt, None);
+                (logits, Some(state))
             }
-            text.push(next);
+        };
+        let finish = loop {
+            if ids.len() >= max_tokens {
+                break Finish::Length;
+            }
+            let next = sampling.pick(&logits, &ids, &mut self.rng);
+            if next == PAD_ID {
+                break Finish::Stop;
+            }
+            ids.push(next);
+            if !stops.is_empty() && stop_position(&self.decode(&ids), stops).is_some() {
+                break Finish::Stop;
+            }
+            if ids.len() < max_tokens {
+                logits = match state.take() {
+                    Some(carried) => {
+                        let (logits, next_state) = self.step(&[next], Some(carried));
+                        state = Some(next_state);
+                        logits
+                    }
+                    None => self.next_token_logits(&[prompt, &ids].concat()),
+                };
+            }
+        };
+        let mut text = self.decode(&ids);
+        if let Some(cut) = stop_position(&text, stops) {
+            text.truncate(cut);
         }
-        text.split_off(prompt.len())
+        Completion { ids, text, finish }
     }
 
     /// The text of `ids`: words joined by spaces, as the chapter prints them, or characters.
@@ -153,7 +183,12 @@ impl<'a> Generator<'a> {
         ids.iter()
             .map(|&i| self.vocab.token(i))
             .collect::<Vec<_>>()
-            .join(self.tokenizer.separator())
+            .join(self.separator())
+    }
+
+    /// What joins two decoded tokens: a space between words, nothing between characters.
+    pub fn separator(&self) -> &'static str {
+        self.tokenizer.separator()
     }
 }
 
@@ -179,19 +214,24 @@ mod tests {
     }
 
     #[test]
-    fn generation_stops_at_the_stop_id_or_the_limit() {
+    fn generation_stops_at_the_stop_id_a_stop_string_or_the_limit() {
         let (model, vocab, device) = setup(0);
         let mut g = Generator::new(&model, &vocab, Tokenizer::Word, device.clone(), 1);
         let prompt = g.prompt("Recipe for").unwrap();
-        assert!(
-            g.generate(&prompt.ids, 10, &Sampling::with_temperature(1.0).unwrap())
-                .is_empty()
-        );
+        let sampled = Sampling::with_temperature(1.0).unwrap();
+        let done = g.generate(&prompt.ids, 10, &sampled, &[]);
+        assert_eq!((done.ids.len(), done.finish), (0, Finish::Stop));
 
         let (model, vocab, device) = setup(3);
         let mut g = Generator::new(&model, &vocab, Tokenizer::Word, device, 1);
         let greedy = Sampling::greedy();
-        assert_eq!(g.generate(&prompt.ids, 4, &greedy), [3, 3, 3, 3]);
+        let done = g.generate(&prompt.ids, 4, &greedy, &[]);
+        assert_eq!((done.ids, done.finish), (vec![3, 3, 3, 3], Finish::Length));
+        let word = vocab.token(3).to_owned();
+        let stops = [format!("{word} {word}")];
+        let done = g.generate(&prompt.ids, 4, &greedy, &stops);
+        assert_eq!((done.ids.len(), done.finish), (2, Finish::Stop));
+        assert_eq!(done.text, "");
     }
 
     #[test]

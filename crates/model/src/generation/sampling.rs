@@ -9,7 +9,13 @@ pub struct Sampling {
     pub temperature: f32,
     /// Sample only among the `k` most likely tokens.
     pub top_k: Option<usize>,
-    /// Always take the most likely token (temperature and top-k are then irrelevant).
+    /// Nucleus sampling: only among the most likely tokens whose probabilities together
+    /// reach `p` (in (0, 1]).
+    pub top_p: Option<f32>,
+    /// CTRL's repetition penalty over the tokens generated so far: their positive logits are
+    /// divided by it, their negative ones multiplied (1 changes nothing).
+    pub repetition_penalty: f32,
+    /// Always take the most likely token (after the repetition penalty).
     pub greedy: bool,
 }
 
@@ -19,8 +25,8 @@ impl Sampling {
         check_temperature(temperature)?;
         Ok(Self {
             temperature,
-            top_k: None,
             greedy: false,
+            ..Self::greedy()
         })
     }
 
@@ -29,12 +35,31 @@ impl Sampling {
         Self {
             temperature: 1.0,
             top_k: None,
+            top_p: None,
+            repetition_penalty: 1.0,
             greedy: true,
         }
     }
 
-    /// Picks a token id from `logits`.
-    pub fn pick(&self, logits: &[f32], rng: &mut impl Rng) -> u32 {
+    /// An error naming the first setting out of range.
+    pub fn check(&self) -> Result<(), SamplingError> {
+        check_temperature(self.temperature)?;
+        if self.top_k == Some(0) {
+            return Err(SamplingError::TopK);
+        }
+        if let Some(p) = self.top_p.filter(|p| !(*p > 0.0 && *p <= 1.0)) {
+            return Err(SamplingError::TopP(p));
+        }
+        let penalty = self.repetition_penalty;
+        if !(penalty.is_finite() && penalty > 0.0) {
+            return Err(SamplingError::RepetitionPenalty(penalty));
+        }
+        Ok(())
+    }
+
+    /// Picks a token id from `logits`, after the tokens `generated` so far.
+    pub fn pick(&self, logits: &[f32], generated: &[u32], rng: &mut impl Rng) -> u32 {
+        let logits = &penalise_repetition(logits, generated, self.repetition_penalty);
         if self.greedy {
             return argmax(logits);
         }
@@ -52,6 +77,9 @@ impl Sampling {
                 }
             }
         }
+        if let Some(p) = self.top_p.filter(|&p| p < 1.0) {
+            keep_nucleus(&mut probs, f64::from(p));
+        }
         let total: f64 = probs.iter().sum();
         let mut u = rng.random::<f64>() * total;
         for (i, p) in probs.iter().enumerate() {
@@ -62,6 +90,54 @@ impl Sampling {
         }
         argmax(logits)
     }
+}
+
+/// `logits` with CTRL's penalty applied to every token id in `generated`.
+fn penalise_repetition(logits: &[f32], generated: &[u32], penalty: f32) -> Vec<f32> {
+    let mut out = logits.to_vec();
+    let mut seen = vec![false; logits.len()];
+    for &id in generated {
+        let Some(logit) = out.get_mut(id as usize) else {
+            continue;
+        };
+        if !std::mem::replace(&mut seen[id as usize], true) {
+            *logit = if *logit > 0.0 {
+                *logit / penalty
+            } else {
+                *logit * penalty
+            };
+        }
+    }
+    out
+}
+
+/// Zeroes every probability outside the smallest set of most likely tokens whose probabilities
+/// together reach `p` of the (possibly already filtered) total.
+fn keep_nucleus(probs: &mut [f64], p: f64) {
+    let mut order: Vec<usize> = (0..probs.len()).collect();
+    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+    let target = p * probs.iter().sum::<f64>();
+    let mut sum = 0.0;
+    let mut kept = 0;
+    for &i in &order {
+        if sum >= target {
+            break;
+        }
+        sum += probs[i];
+        kept += 1;
+    }
+    for &i in &order[kept..] {
+        probs[i] = 0.0;
+    }
+}
+
+/// Where the first of `stops` begins in `text` (the byte offset), if any does.
+pub fn stop_position(text: &str, stops: &[String]) -> Option<usize> {
+    stops
+        .iter()
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| text.find(s.as_str()))
+        .min()
 }
 
 /// An error unless `temperature` is a positive finite number.
@@ -79,6 +155,15 @@ pub enum SamplingError {
     /// A temperature that is not a number above 0.
     #[error("temperature must be a number greater than 0, got {0}")]
     Temperature(f32),
+    /// A top-k of 0.
+    #[error("top_k must be at least 1")]
+    TopK,
+    /// A top-p outside (0, 1].
+    #[error("top_p must be in (0, 1], got {0}")]
+    TopP(f32),
+    /// A repetition penalty that is not a number above 0.
+    #[error("repetition_penalty must be a number greater than 0, got {0}")]
+    RepetitionPenalty(f32),
 }
 
 /// `softmax(logits / temperature)`, the same as the chapter's `probs ** (1 / temperature)`
@@ -138,21 +223,42 @@ mod tests {
     }
 
     #[test]
-    fn greedy_top_k_and_bad_temperatures() {
+    fn greedy_top_k_and_bad_settings() {
         let logits = [0.0f32, 3.0, 2.9, -1.0];
         let mut rng = StdRng::seed_from_u64(1);
-        assert_eq!(Sampling::greedy().pick(&logits, &mut rng), 1);
+        assert_eq!(Sampling::greedy().pick(&logits, &[], &mut rng), 1);
         let top2 = Sampling {
-            temperature: 5.0,
             top_k: Some(2),
-            greedy: false,
+            ..Sampling::with_temperature(5.0).unwrap()
         };
         for _ in 0..200 {
-            assert!(matches!(top2.pick(&logits, &mut rng), 1 | 2));
+            assert!(matches!(top2.pick(&logits, &[], &mut rng), 1 | 2));
         }
         assert!(Sampling::with_temperature(0.0).is_err());
         assert!(Sampling::with_temperature(-1.0).is_err());
         assert!(Sampling::with_temperature(f32::NAN).is_err());
+        let plain = Sampling::with_temperature(1.0).unwrap();
+        for bad in [
+            Sampling {
+                top_k: Some(0),
+                ..plain
+            },
+            Sampling {
+                top_p: Some(0.0),
+                ..plain
+            },
+            Sampling {
+                top_p: Some(1.5),
+                ..plain
+            },
+            Sampling {
+                repetition_penalty: 0.0,
+                ..plain
+            },
+        ] {
+            assert!(bad.check().is_err(), "{bad:?}");
+        }
+        assert!(plain.check().is_ok());
         assert_eq!(
             top(&probabilities(&logits, 1.0), 2)
                 .iter()
@@ -160,5 +266,57 @@ mod tests {
                 .collect::<Vec<_>>(),
             [1, 2]
         );
+    }
+
+    /// Probabilities 0.5, 0.3, 0.15, 0.05: top-p keeps the fewest most likely tokens whose
+    /// probabilities reach p, and samples among all of those.
+    #[test]
+    fn top_p_keeps_the_smallest_set_that_reaches_p() {
+        let logits = [0.5f32, 0.3, 0.15, 0.05].map(f32::ln);
+        let mut rng = StdRng::seed_from_u64(2);
+        for (p, kept) in [(0.45, vec![0]), (0.75, vec![0, 1]), (0.9, vec![0, 1, 2])] {
+            let sampling = Sampling {
+                top_p: Some(p),
+                ..Sampling::with_temperature(1.0).unwrap()
+            };
+            let mut seen = vec![false; logits.len()];
+            for _ in 0..2000 {
+                seen[sampling.pick(&logits, &[], &mut rng) as usize] = true;
+            }
+            let picked: Vec<usize> = (0..logits.len()).filter(|&i| seen[i]).collect();
+            assert_eq!(picked, kept, "top_p {p}");
+        }
+    }
+
+    #[test]
+    fn a_repetition_penalty_of_one_changes_nothing_and_above_one_avoids_repeats() {
+        let logits = [0.2f32, 1.1, -0.4, 0.9, 0.0];
+        let generated = [1, 3, 1];
+        let plain = Sampling::with_temperature(0.8).unwrap();
+        let (mut a, mut b) = (StdRng::seed_from_u64(3), StdRng::seed_from_u64(3));
+        for _ in 0..200 {
+            assert_eq!(
+                plain.pick(&logits, &generated, &mut a),
+                plain.pick(&logits, &[], &mut b)
+            );
+        }
+        let mut penalised = |logits: &[f32]| {
+            Sampling {
+                repetition_penalty: 1.2,
+                ..Sampling::greedy()
+            }
+            .pick(logits, &[0], &mut a)
+        };
+        // A positive logit is divided (2.0 -> 1.67), a negative one multiplied (-1.0 -> -1.2).
+        assert_eq!(penalised(&[2.0, 1.9]), 1);
+        assert_eq!(penalised(&[-1.0, -1.1]), 1);
+    }
+
+    #[test]
+    fn stop_strings_cut_where_the_first_begins() {
+        let stops = ["three".to_string(), ".".to_string(), String::new()];
+        assert_eq!(stop_position("one two. three", &stops), Some(7));
+        assert_eq!(stop_position("one two three", &stops), Some(8));
+        assert_eq!(stop_position("one two", &stops), None);
     }
 }
