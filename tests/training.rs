@@ -80,6 +80,27 @@ fn loss_falls_below_the_measured_bound_and_outputs_are_written() {
         "{samples}"
     );
     assert_eq!(samples.lines().count(), 2);
+
+    // The loss chart after every epoch, and again on request: the same drawing.
+    let chart = std::fs::read_to_string(run.join("loss.svg")).unwrap();
+    assert!(
+        chart.starts_with("<svg") && chart.contains("epoch"),
+        "{chart}"
+    );
+    let written = inference(&["plot", "--run", s(run)]).unwrap();
+    assert_eq!(
+        written.trim_end(),
+        run.join("loss.svg").display().to_string()
+    );
+    assert_eq!(
+        std::fs::read_to_string(run.join("loss.svg")).unwrap(),
+        chart
+    );
+    let e = inference(&["plot", "--run", "/no/such/run"]).unwrap_err();
+    assert!(
+        format!("{e:#}").contains("/no/such/run/metrics.csv"),
+        "{e:#}"
+    );
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! The `inference` binary's library: `generate` continues a prompt, `probs` prints the most
-//! likely next words at several temperatures, both from a checkpoint.
+//! likely next words at several temperatures, `trace` prints an LSTM cell's gates, all from a
+//! checkpoint; `plot` draws a run's loss curves.
 
 use std::fmt::Write;
 use std::path::PathBuf;
@@ -30,6 +31,16 @@ pub enum Command {
     Probs(ProbsArgs),
     /// Print the LSTM cell's gates (f, i, c~, c, o, h) for every token of the prompt.
     Trace(TraceArgs),
+    /// Draw a run's training and validation loss per epoch into RUN/loss.svg.
+    Plot(PlotArgs),
+}
+
+/// `inference plot` flags.
+#[derive(Debug, Clone, Args)]
+pub struct PlotArgs {
+    /// The run directory (the one holding metrics.csv).
+    #[arg(long)]
+    pub run: PathBuf,
 }
 
 /// `inference trace` flags.
@@ -108,6 +119,7 @@ pub fn run(cli: &Cli) -> Result<String> {
         Command::Generate(args) => generate(args),
         Command::Probs(args) => probs(args),
         Command::Trace(args) => trace(args),
+        Command::Plot(args) => Ok(format!("{}\n", curves::plot_run(&args.run)?.display())),
     }
 }
 

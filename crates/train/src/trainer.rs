@@ -334,6 +334,7 @@ impl<'a> Run<'a> {
             m.step
         );
         self.metrics.push(m)?;
+        curves::plot_run(self.run_dir)?;
         let meta = CheckpointMeta {
             model: config.model,
             vocab_size: self.data.vocab.size(),
