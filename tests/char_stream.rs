@@ -1,5 +1,6 @@
-//! The NumPy passage exercise end to end: a character model trained on one stream with carried state until
-//! the seed's smoothed loss target, then greedy generation reproduces the passage exactly.
+//! The NumPy passage exercise end to end: a character model trained on one stream with carried
+//! state until the exercise's smoothed loss target, then greedy generation reproduces the passage
+//! exactly.
 
 use e2e::{generate_greedy, root, scratch};
 

@@ -1,4 +1,5 @@
-//! Many-to-one toys: the next-letter toy's alphabet (`def -> g`) and the n-gram prefix model's pre-padded prefixes.
+//! Many-to-one toys: the next-letter toy's alphabet (`def -> g`) and the n-gram prefix model's
+//! pre-padded prefixes.
 
 use e2e::{generate_greedy as generate, root, scratch, train_small};
 use train::config::ExampleKind;

@@ -10,7 +10,8 @@ use model::recurrent::CellKind;
 /// Loss bound after 2 epochs of the small config (measured 4.35 on flex, seed 42).
 /// A model that does not learn stays near ln(400) = 5.99.
 const LOSS_BOUND: f64 = 4.7;
-/// The same for Adagrad (lr 0.1, gradients clipped to [-1, 1], as the NumPy passage exercise); measured 3.64 after 2 epochs.
+/// The same for Adagrad (lr 0.1, gradients clipped to [-1, 1], as the NumPy passage exercise);
+/// measured 3.64 after 2 epochs.
 const ADAGRAD_BOUND: f64 = 4.0;
 
 fn train_args(args: &[&str]) -> train::Args {
@@ -350,8 +351,8 @@ fn adagrad_with_elementwise_clipping_trains_too() {
     );
 }
 
-/// A GRU (measured 4.29 after 2 epochs), a plain RNN (4.32) and a 2-layer LSTM with dropout 0.1 (4.41)
-/// learn as the one-layer LSTM does, and their checkpoints load for generation.
+/// A GRU (measured 4.29 after 2 epochs), a plain RNN (4.32) and a 2-layer LSTM with dropout 0.1
+/// (4.41) learn as the one-layer LSTM does, and their checkpoints load for generation.
 #[test]
 fn gru_rnn_and_two_layer_models_train_below_the_bound() {
     let variants = [

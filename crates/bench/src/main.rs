@@ -24,7 +24,8 @@ struct Cli {
 enum Command {
     /// Our step and PyTorch's on the textbook model, interleaved, medians in a table.
     Compare(CompareArgs),
-    /// The NumPy passage exercise (memorise a passage), ours and PyTorch's: steps and seconds to the loss target.
+    /// The NumPy passage exercise (memorise a passage), ours and PyTorch's: steps and seconds to
+    /// the loss target.
     Memorise(MemoriseArgs),
     /// (internal) One measuring process of ours, run by `compare`; prints one JSON line.
     #[command(hide = true)]

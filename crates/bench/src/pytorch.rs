@@ -67,7 +67,7 @@ pub fn spawn(python: &Path, batches: &SharedData, steps: usize, device: &str) ->
     read_report(cmd, "the PyTorch reference")
 }
 
-/// Runs the reference script's seed-000 task to its target.
+/// Runs the reference script's passage-memorising task to its target.
 pub fn memorise(python: &Path) -> Result<ToTarget> {
     let mut cmd = Command::new(python);
     cmd.arg(SCRIPT)

@@ -10,9 +10,9 @@
 //! weight:  1   1     1 1      1  1 1 0 0           (real tokens + the first stop)
 //! ```
 //!
-//! Many-to-one examples (the n-gram prefix model and the next-letter toy) are rows of the same shape whose loss counts only
-//! the last position: every window of `seq_len` tokens followed by the next one
-//! (`a b c -> d`), or every prefix of a record, pre-padded with 0 (`0 0 recipe -> for`).
+//! Many-to-one examples (the n-gram prefix model and the next-letter toy) are rows of the same
+//! shape whose loss counts only the last position: every window of `seq_len` tokens followed by the
+//! next one (`a b c -> d`), or every prefix of a record, pre-padded with 0 (`0 0 recipe -> for`).
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;

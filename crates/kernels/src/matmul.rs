@@ -144,7 +144,8 @@ impl<'a> Operand<'a> {
 }
 
 /// Products at most this large (m·n·k) skip OpenBLAS, whose packing and thread start-up cost
-/// more than the arithmetic there (the passage-memorising model's one-sequence steps: 1 x 128 x 512).
+/// more than the arithmetic there (the passage-memorising model's one-sequence steps: 1 x 128 x
+/// 512).
 const SMALL: usize = 1 << 18;
 
 /// `dst[m, n] = (dst if accumulate) + a[m, k] · b[k, n]`, `dst` row-major.

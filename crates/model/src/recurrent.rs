@@ -17,7 +17,8 @@ pub enum CellKind {
     /// Long short-term memory: hidden and cell state (the chapter, seeds 000, 003, 004).
     #[default]
     Lstm,
-    /// Gated recurrent unit: hidden state only (the generative-networks lesson), PyTorch's reset-after variant.
+    /// Gated recurrent unit: hidden state only (the generative-networks lesson), PyTorch's
+    /// reset-after variant.
     Gru,
     /// A plain recurrent cell, `h' = tanh(x W_ih + b_ih + h W_hh + b_hh)` (PyTorch's `nn.RNN`).
     Rnn,

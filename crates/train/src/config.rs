@@ -155,8 +155,8 @@ pub enum OptimizerKind {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StopLoss {
-    /// The NumPy passage exercise's `smooth = 0.999 * smooth + 0.001 * loss`, with each step's loss summed over
-    /// its window (not averaged), starting from `ln(vocab) * seq_len`.
+    /// The NumPy passage exercise's `smooth = 0.999 * smooth + 0.001 * loss`, with each step's loss
+    /// summed over its window (not averaged), starting from `ln(vocab) * seq_len`.
     #[default]
     SmoothedWindowSum,
     /// The mean per-token training loss of an epoch.

@@ -1,5 +1,5 @@
-//! A step-by-step trace of the LSTM cell, as the next-letter toy traces one cell by hand: for every input
-//! token the forget gate f, input gate i, candidate c~, cell state c, output gate o and
+//! A step-by-step trace of the LSTM cell, as the next-letter toy traces one cell by hand: for every
+//! input token the forget gate f, input gate i, candidate c~, cell state c, output gate o and
 //! hidden state h.
 
 use burn::prelude::s;
