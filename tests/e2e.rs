@@ -4,4 +4,5 @@ mod char_stream;
 mod config_errors;
 mod golden;
 mod many_to_one;
+mod serving;
 mod training;

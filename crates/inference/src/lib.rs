@@ -33,6 +33,8 @@ pub enum Command {
     Trace(TraceArgs),
     /// Draw a run's training and validation loss per epoch into RUN/loss.svg.
     Plot(PlotArgs),
+    /// Serve the model over HTTP: OpenAI-style completions (streamed or not), next-word tables.
+    Serve(ServeArgs),
 }
 
 /// `inference plot` flags.
@@ -53,18 +55,41 @@ pub struct TraceArgs {
     pub units: usize,
 }
 
-/// Which checkpoint and prompt.
+/// Which checkpoint, on which device.
 #[derive(Debug, Clone, Args)]
-pub struct Source {
+pub struct ModelSource {
     /// A run directory (its latest checkpoint is used) or one checkpoint directory.
     #[arg(long)]
     pub checkpoint: PathBuf,
-    /// The text to continue; standardised as the training data was.
-    #[arg(long)]
-    pub prompt: String,
     /// Backend and wgpu adapter (default: flex).
     #[command(flatten)]
     pub device: DeviceArgs,
+}
+
+/// Which checkpoint and prompt.
+#[derive(Debug, Clone, Args)]
+pub struct Source {
+    #[command(flatten)]
+    pub model: ModelSource,
+    /// The text to continue; standardised as the training data was.
+    #[arg(long)]
+    pub prompt: String,
+}
+
+/// `inference serve` flags.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub model: ModelSource,
+    /// Address and port to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: String,
+    /// Most generations running at once; more requests get 429.
+    #[arg(long, default_value_t = server::Limits::default().max_concurrent)]
+    pub max_concurrent: usize,
+    /// Most tokens one completion may ask for.
+    #[arg(long, default_value_t = server::Limits::default().max_tokens)]
+    pub max_tokens_cap: usize,
 }
 
 /// `inference generate` flags.
@@ -120,7 +145,39 @@ pub fn run(cli: &Cli) -> Result<String> {
         Command::Probs(args) => probs(args),
         Command::Trace(args) => trace(args),
         Command::Plot(args) => Ok(format!("{}\n", curves::plot_run(&args.run)?.display())),
+        Command::Serve(_) => bail!("`serve` runs from the binary's main, which owns the runtime"),
     }
+}
+
+/// The model `args` names, loaded for the server, and the server's limits.
+pub fn served_model(args: &ServeArgs) -> Result<(server::ServedModel, server::Limits)> {
+    let loaded = Loaded::open(&args.model)?;
+    let dir = &loaded.ckpt.dir;
+    // A checkpoint lives in RUN/checkpoints/epoch-NNN; the run directory holds its record.
+    let run_dir = dir
+        .parent()
+        .filter(|p| p.file_name().is_some_and(|n| n == "checkpoints"))
+        .and_then(|p| p.parent())
+        .map(PathBuf::from);
+    let name = run_dir
+        .as_deref()
+        .unwrap_or(dir)
+        .file_name()
+        .map_or("model".into(), |n| n.to_string_lossy().into_owned());
+    let limits = server::Limits {
+        max_concurrent: args.max_concurrent.max(1),
+        max_tokens: args.max_tokens_cap,
+        ..server::Limits::default()
+    };
+    let served = server::ServedModel {
+        name,
+        model: loaded.model,
+        vocab: loaded.vocab,
+        meta: loaded.ckpt.meta.clone(),
+        device: loaded.device,
+        run_dir,
+    };
+    Ok((served, limits))
 }
 
 /// A checkpoint loaded for one subcommand.
@@ -128,13 +185,12 @@ struct Loaded {
     model: model::LanguageModel,
     vocab: data::Vocab,
     ckpt: Checkpoint,
-    source: Source,
     device: Device,
 }
 
 impl Loaded {
     /// Opens the checkpoint `source` names and loads its model and vocabulary.
-    fn open(source: &Source) -> Result<Self> {
+    fn open(source: &ModelSource) -> Result<Self> {
         let spec = source.device.apply(DeviceSpec::default());
         let opened = spec.open()?;
         if spec.backend == BackendKind::Wgpu {
@@ -146,13 +202,12 @@ impl Loaded {
             model,
             vocab,
             ckpt,
-            source: source.clone(),
             device: opened.device,
         })
     }
 
-    /// A generator over the loaded model, and the prompt's ids (unknown words reported).
-    fn generator(&self, seed: u64) -> Result<(Generator<'_>, Vec<u32>)> {
+    /// A generator over the loaded model, and the ids of `prompt` (unknown words reported).
+    fn generator(&self, prompt: &str, seed: u64) -> Result<(Generator<'_>, Vec<u32>)> {
         let tokenizer = self.ckpt.meta.tokenizer;
         let generator = Generator::new(
             &self.model,
@@ -162,7 +217,7 @@ impl Loaded {
             seed,
         )
         .with_context(self.ckpt.meta.context);
-        let prompt = generator.prompt(&self.source.prompt)?;
+        let prompt = generator.prompt(prompt)?;
         if !prompt.unknown.is_empty() {
             eprintln!(
                 "warning: not in the vocabulary, read as [UNK]: {}",
@@ -182,8 +237,8 @@ fn generate(args: &GenerateArgs) -> Result<String> {
         greedy: args.greedy,
     };
     sampling.check().map_err(|e| anyhow!("{}: {e}", flag(&e)))?;
-    let loaded = Loaded::open(&args.source)?;
-    let (mut generator, prompt) = loaded.generator(args.seed)?;
+    let loaded = Loaded::open(&args.source.model)?;
+    let (mut generator, prompt) = loaded.generator(&args.source.prompt, args.seed)?;
     let start = Instant::now();
     let done = generator.generate(&prompt, args.max_tokens, &sampling, &args.stop);
     let secs = start.elapsed().as_secs_f64();
@@ -217,8 +272,8 @@ fn probs(args: &ProbsArgs) -> Result<String> {
     for &t in &args.temperatures {
         check_temperature(t).context("--temperatures")?;
     }
-    let loaded = Loaded::open(&args.source)?;
-    let (generator, prompt) = loaded.generator(0)?;
+    let loaded = Loaded::open(&args.source.model)?;
+    let (generator, prompt) = loaded.generator(&args.source.prompt, 0)?;
     let logits = generator.next_token_logits(&prompt);
     let mut out = String::new();
     for &t in &args.temperatures {
@@ -241,8 +296,8 @@ fn probs(args: &ProbsArgs) -> Result<String> {
 }
 
 fn trace(args: &TraceArgs) -> Result<String> {
-    let loaded = Loaded::open(&args.source)?;
-    let (_, ids) = loaded.generator(0)?;
+    let loaded = Loaded::open(&args.source.model)?;
+    let (_, ids) = loaded.generator(&args.source.prompt, 0)?;
     let steps = model::generation::trace::trace(&loaded.model, &ids)
         .map_err(|e| anyhow::anyhow!("{}: {e}", loaded.ckpt.dir.display()))?;
     let mut out = String::new();

@@ -11,7 +11,7 @@ use data::{Tokenizer, Vocab};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use super::sampling::{Sampling, stop_position};
+use super::sampling::{Sampling, held_back, stop_position};
 use crate::recurrent::State;
 use crate::{LanguageModel, ids_tensor};
 
@@ -138,7 +138,22 @@ impl<'a> Generator<'a> {
         sampling: &Sampling,
         stops: &[String],
     ) -> Completion {
+        self.generate_streaming(prompt, max_tokens, sampling, stops, |_| true)
+    }
+
+    /// [`Generator::generate`], handing the text to `emit` piece by piece as it is generated
+    /// (the pieces join to the completion's text: text that may begin a stop string is held
+    /// back until it is clear). Generation ends early when `emit` returns false.
+    pub fn generate_streaming(
+        &mut self,
+        prompt: &[u32],
+        max_tokens: usize,
+        sampling: &Sampling,
+        stops: &[String],
+        mut emit: impl FnMut(&str) -> bool,
+    ) -> Completion {
         let mut ids = Vec::new();
+        let mut emitted = 0;
         // A carried-state model feeds back one token at a time; a many-to-one model re-reads
         // its last window for every token.
         let (mut logits, mut state) = match self.context {
@@ -148,17 +163,25 @@ impl<'a> Generator<'a> {
                 (logits, Some(state))
             }
         };
-        let finish = loop {
+        let (text, finish) = loop {
             if ids.len() >= max_tokens {
-                break Finish::Length;
+                break (self.decode(&ids), Finish::Length);
             }
             let next = sampling.pick(&logits, &ids, &mut self.rng);
             if next == PAD_ID {
-                break Finish::Stop;
+                break (self.decode(&ids), Finish::Stop);
             }
             ids.push(next);
-            if !stops.is_empty() && stop_position(&self.decode(&ids), stops).is_some() {
-                break Finish::Stop;
+            let text = self.decode(&ids);
+            if let Some(cut) = stop_position(&text, stops) {
+                break (text[..cut].to_owned(), Finish::Stop);
+            }
+            let clear = text.len() - held_back(&text, stops);
+            if clear > emitted {
+                if !emit(&text[emitted..clear]) {
+                    break (text, Finish::Stop);
+                }
+                emitted = clear;
             }
             if ids.len() < max_tokens {
                 logits = match state.take() {
@@ -171,9 +194,8 @@ impl<'a> Generator<'a> {
                 };
             }
         };
-        let mut text = self.decode(&ids);
-        if let Some(cut) = stop_position(&text, stops) {
-            text.truncate(cut);
+        if text.len() > emitted {
+            emit(&text[emitted..]);
         }
         Completion { ids, text, finish }
     }
@@ -232,6 +254,30 @@ mod tests {
         let done = g.generate(&prompt.ids, 4, &greedy, &stops);
         assert_eq!((done.ids.len(), done.finish), (2, Finish::Stop));
         assert_eq!(done.text, "");
+    }
+
+    /// The streamed pieces join to the same text as one call, for the same seed, with a stop
+    /// string that the text first only begins.
+    #[test]
+    fn streamed_pieces_join_to_the_completion_text() {
+        let device = Device::flex();
+        device.seed(8);
+        let vocab = Vocab::build("a b c d e f g h".split(' '), 20);
+        let model = ModelConfig::sized(8, 16).init(vocab.size(), &device);
+        let sampling = Sampling::with_temperature(1.5).unwrap();
+        for stops in [vec![], vec!["c d".to_string(), "h h".to_string()]] {
+            let mut whole = Generator::new(&model, &vocab, Tokenizer::Word, device.clone(), 4);
+            let done = whole.generate(&[2], 30, &sampling, &stops);
+            let mut streamed = Generator::new(&model, &vocab, Tokenizer::Word, device.clone(), 4);
+            let mut pieces = Vec::new();
+            let again = streamed.generate_streaming(&[2], 30, &sampling, &stops, |piece| {
+                pieces.push(piece.to_owned());
+                true
+            });
+            assert_eq!(again, done);
+            assert_eq!(pieces.concat(), done.text, "{pieces:?}");
+            assert!(pieces.len() > 1, "{pieces:?}");
+        }
     }
 
     #[test]

@@ -131,6 +131,20 @@ fn keep_nucleus(probs: &mut [f64], p: f64) {
     }
 }
 
+/// How many bytes at the end of `text` could begin one of `stops` (text a stream holds back
+/// until the next token shows whether the stop string follows).
+pub fn held_back(text: &str, stops: &[String]) -> usize {
+    stops
+        .iter()
+        .flat_map(|stop| {
+            (1..stop.len())
+                .filter(|&k| stop.is_char_boundary(k) && text.ends_with(&stop[..k]))
+                .max()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 /// Where the first of `stops` begins in `text` (the byte offset), if any does.
 pub fn stop_position(text: &str, stops: &[String]) -> Option<usize> {
     stops
@@ -318,5 +332,7 @@ mod tests {
         assert_eq!(stop_position("one two. three", &stops), Some(7));
         assert_eq!(stop_position("one two three", &stops), Some(8));
         assert_eq!(stop_position("one two", &stops), None);
+        assert_eq!(held_back("one thr", &stops), 3);
+        assert_eq!(held_back("one two", &stops), 0);
     }
 }
