@@ -10,7 +10,6 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use data::defaults;
 use model::burn::tensor::Device;
-use model::generation::SamplingError;
 use model::generation::sampling::{check_temperature, probabilities, top};
 use model::{BackendKind, Checkpoint, DeviceArgs, DeviceSpec, Generator, Sampling};
 
@@ -236,7 +235,9 @@ fn generate(args: &GenerateArgs) -> Result<String> {
         repetition_penalty: args.repetition_penalty,
         greedy: args.greedy,
     };
-    sampling.check().map_err(|e| anyhow!("{}: {e}", flag(&e)))?;
+    sampling
+        .check()
+        .map_err(|e| anyhow!("--{}: {e}", e.setting().replace('_', "-")))?;
     let loaded = Loaded::open(&args.source.model)?;
     let (mut generator, prompt) = loaded.generator(&args.source.prompt, args.seed)?;
     let start = Instant::now();
@@ -253,16 +254,6 @@ fn generate(args: &GenerateArgs) -> Result<String> {
         true => format!("{prompt}\n"),
         false => format!("{prompt}{}{}\n", generator.separator(), done.text),
     })
-}
-
-/// The `generate` flag a sampling setting comes from.
-fn flag(error: &SamplingError) -> &'static str {
-    match error {
-        SamplingError::Temperature(_) => "--temperature",
-        SamplingError::TopK => "--top-k",
-        SamplingError::TopP(_) => "--top-p",
-        SamplingError::RepetitionPenalty(_) => "--repetition-penalty",
-    }
 }
 
 fn probs(args: &ProbsArgs) -> Result<String> {

@@ -202,10 +202,10 @@ async fn completions(
     let (sampling, max_tokens, stops) = request.settings(&state.limits)?;
     let permit = take_slot(&state)?;
     let seed = request.seed.unwrap_or(data::defaults::SEED);
-    let id = format!("cmpl-{}-{seed}", now());
+    let prompt = prompt_ids(&state.served, &request.prompt)?;
     let created = now();
     let chunk = {
-        let (id, model) = (id.clone(), state.served.name.clone());
+        let (id, model) = (format!("cmpl-{created}-{seed}"), state.served.name.clone());
         move |text: &str, finish: Option<Finish>| {
             json!({
                 "id": id,
@@ -221,21 +221,17 @@ async fn completions(
             })
         }
     };
-    let prompt_text = request.prompt.clone();
+    let worker = state.clone();
     if !request.stream {
-        let worker = state.clone();
-        let (done, prompt_len, separator) = tokio::task::spawn_blocking(move || {
+        let prompt_len = prompt.len();
+        let (done, separator) = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let served = &worker.served;
-            let mut generator = generator(served, seed);
-            let prompt = generator
-                .prompt(&prompt_text)
-                .map_err(|e| ApiError::invalid("prompt", e.to_string()))?;
-            let done = generator.generate(&prompt.ids, max_tokens, &sampling, &stops);
-            Ok::<_, ApiError>((done, prompt.ids.len(), generator.separator()))
+            let mut generator = generator(&worker.served, seed);
+            let done = generator.generate(&prompt, max_tokens, &sampling, &stops);
+            (done, generator.separator())
         })
         .await
-        .map_err(|e| ApiError::status(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+        .map_err(|e| ApiError::status(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         let text = with_separator(separator, &done.text);
         let mut body = chunk(&text, Some(done.finish));
         body["usage"] = json!({
@@ -247,30 +243,23 @@ async fn completions(
         response.extensions_mut().insert(Tokens(done.ids.len()));
         return Ok(response);
     }
-    // Streaming: check the prompt before answering 200, then send each piece as it comes.
-    let generator_check = generator(&state.served, seed);
-    let prompt = generator_check
-        .prompt(&prompt_text)
-        .map_err(|e| ApiError::invalid("prompt", e.to_string()))?;
+    // Streaming: the prompt was checked before answering 200; each piece is sent as it comes.
     let (sender, receiver) = mpsc::channel::<Result<Event, Infallible>>(64);
-    let worker = state.clone();
     let start = Instant::now();
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        let served = &worker.served;
-        let mut generator = generator(served, seed);
+        let mut generator = generator(&worker.served, seed);
         let separator = generator.separator();
         let mut first = true;
-        let done =
-            generator.generate_streaming(&prompt.ids, max_tokens, &sampling, &stops, |piece| {
-                let text = match std::mem::take(&mut first) {
-                    true => with_separator(separator, piece),
-                    false => piece.to_owned(),
-                };
-                let event = Event::default().data(chunk(&text, None).to_string());
-                // A closed channel is a client that went away: stop generating.
-                sender.blocking_send(Ok(event)).is_ok()
-            });
+        let done = generator.generate_streaming(&prompt, max_tokens, &sampling, &stops, |piece| {
+            let text = match std::mem::take(&mut first) {
+                true => with_separator(separator, piece),
+                false => piece.to_owned(),
+            };
+            let event = Event::default().data(chunk(&text, None).to_string());
+            // A closed channel is a client that went away: stop generating.
+            sender.blocking_send(Ok(event)).is_ok()
+        });
         let last = Event::default().data(chunk("", Some(done.finish)).to_string());
         let _ = sender.blocking_send(Ok(last));
         let _ = sender.blocking_send(Ok(Event::default().data("[DONE]")));
@@ -279,6 +268,14 @@ async fn completions(
     let mut response = Sse::new(ReceiverStream::new(receiver)).into_response();
     response.extensions_mut().insert(Streamed);
     Ok(response)
+}
+
+/// The ids of `text`, tokenised as the model's training data was; `400` when it has none.
+fn prompt_ids(served: &ServedModel, text: &str) -> Result<Vec<u32>, ApiError> {
+    let prompt = generator(served, 0)
+        .prompt(text)
+        .map_err(|e| ApiError::invalid("prompt", e.to_string()))?;
+    Ok(prompt.ids)
 }
 
 /// OpenAI's `finish_reason`.

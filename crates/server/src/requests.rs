@@ -108,15 +108,9 @@ impl CompletionRequest {
             repetition_penalty: self.repetition_penalty.unwrap_or(1.0),
             greedy: temperature == 0.0,
         };
-        sampling.check().map_err(|e| {
-            let param = match e {
-                model::generation::SamplingError::Temperature(_) => "temperature",
-                model::generation::SamplingError::TopK => "top_k",
-                model::generation::SamplingError::TopP(_) => "top_p",
-                model::generation::SamplingError::RepetitionPenalty(_) => "repetition_penalty",
-            };
-            ApiError::invalid(param, e.to_string())
-        })?;
+        sampling
+            .check()
+            .map_err(|e| ApiError::invalid(e.setting(), e.to_string()))?;
         let stops = match &self.stop {
             None => Vec::new(),
             Some(Stop::One(s)) => vec![s.clone()],

@@ -163,23 +163,29 @@ impl<'a> Generator<'a> {
                 (logits, Some(state))
             }
         };
-        let (text, finish) = loop {
+        // The text grows a token at a time, as `decode(&ids)` would join it.
+        let mut text = String::new();
+        let finish = loop {
             if ids.len() >= max_tokens {
-                break (self.decode(&ids), Finish::Length);
+                break Finish::Length;
             }
             let next = sampling.pick(&logits, &ids, &mut self.rng);
             if next == PAD_ID {
-                break (self.decode(&ids), Finish::Stop);
+                break Finish::Stop;
             }
+            if !ids.is_empty() {
+                text.push_str(self.separator());
+            }
+            text.push_str(self.vocab.token(next));
             ids.push(next);
-            let text = self.decode(&ids);
             if let Some(cut) = stop_position(&text, stops) {
-                break (text[..cut].to_owned(), Finish::Stop);
+                text.truncate(cut);
+                break Finish::Stop;
             }
             let clear = text.len() - held_back(&text, stops);
             if clear > emitted {
                 if !emit(&text[emitted..clear]) {
-                    break (text, Finish::Stop);
+                    break Finish::Stop;
                 }
                 emitted = clear;
             }

@@ -1,5 +1,7 @@
 //! Turning next-token logits into probabilities and picking a token from them.
 
+use std::borrow::Cow;
+
 use rand::Rng;
 
 /// How the next token is chosen.
@@ -59,7 +61,7 @@ impl Sampling {
 
     /// Picks a token id from `logits`, after the tokens `generated` so far.
     pub fn pick(&self, logits: &[f32], generated: &[u32], rng: &mut impl Rng) -> u32 {
-        let logits = &penalise_repetition(logits, generated, self.repetition_penalty);
+        let logits = &*penalise_repetition(logits, generated, self.repetition_penalty);
         if self.greedy {
             return argmax(logits);
         }
@@ -92,8 +94,12 @@ impl Sampling {
     }
 }
 
-/// `logits` with CTRL's penalty applied to every token id in `generated`.
-fn penalise_repetition(logits: &[f32], generated: &[u32], penalty: f32) -> Vec<f32> {
+/// `logits` with CTRL's penalty applied to every token id in `generated` (borrowed unchanged
+/// when there is nothing to penalise).
+fn penalise_repetition<'a>(logits: &'a [f32], generated: &[u32], penalty: f32) -> Cow<'a, [f32]> {
+    if penalty == 1.0 || generated.is_empty() {
+        return Cow::Borrowed(logits);
+    }
     let mut out = logits.to_vec();
     let mut seen = vec![false; logits.len()];
     for &id in generated {
@@ -108,7 +114,7 @@ fn penalise_repetition(logits: &[f32], generated: &[u32], penalty: f32) -> Vec<f
             };
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 /// Zeroes every probability outside the smallest set of most likely tokens whose probabilities
@@ -178,6 +184,19 @@ pub enum SamplingError {
     /// A repetition penalty that is not a number above 0.
     #[error("repetition_penalty must be a number greater than 0, got {0}")]
     RepetitionPenalty(f32),
+}
+
+impl SamplingError {
+    /// The setting at fault, as the server's requests spell it (`top_p`); the CLI's flag is
+    /// the same with dashes (`--top-p`).
+    pub fn setting(&self) -> &'static str {
+        match self {
+            SamplingError::Temperature(_) => "temperature",
+            SamplingError::TopK => "top_k",
+            SamplingError::TopP(_) => "top_p",
+            SamplingError::RepetitionPenalty(_) => "repetition_penalty",
+        }
+    }
 }
 
 /// `softmax(logits / temperature)`, the same as the chapter's `probs ** (1 / temperature)`
