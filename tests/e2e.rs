@@ -4,5 +4,7 @@ mod char_stream;
 mod config_errors;
 mod golden;
 mod many_to_one;
+#[cfg(feature = "browser")]
+mod playground;
 mod serving;
 mod training;

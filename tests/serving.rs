@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 /// Starts a server for the checkpoint of `run` on 127.0.0.1 with an ephemeral port, on its
 /// own runtime thread; returns its address.
-fn start(run: &Path, extra: &[&str]) -> SocketAddr {
+pub(crate) fn start(run: &Path, extra: &[&str]) -> SocketAddr {
     let args = ["inference", "serve", "--checkpoint", run.to_str().unwrap()];
     let cli = inference::Cli::try_parse_from(args.iter().chain(extra)).unwrap();
     let inference::Command::Serve(serve) = cli.command else {
@@ -85,16 +85,29 @@ fn health_models_and_the_runs_record() {
             .unwrap()
             .starts_with("recipe for")
     );
+    assert_eq!(record["prompts"][0], "recipe for");
+    let page = ureq::get(&format!("http://{addr}/")).call().unwrap();
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(
+        page.into_string()
+            .unwrap()
+            .contains(r#"<button id="generate">"#)
+    );
     let (status, missing) = get(addr, "/v2/nothing");
     assert_eq!(status, 404);
     assert_eq!(missing["error"]["type"], "not_found_error");
 }
 
-/// The same seed gives the same text in one answer and as server-sent events.
+/// The same seed gives the same text and log-probabilities in one answer and as server-sent
+/// events.
 #[test]
 fn completions_streamed_and_whole_agree_for_a_seed() {
     let addr = server();
-    let request = json!({"prompt": "recipe for", "max_tokens": 30, "temperature": 0.8, "seed": 7});
+    let request = json!({"prompt": "recipe for", "max_tokens": 30, "temperature": 0.8, "seed": 7,
+        "logprobs": 3});
     let (status, whole) = post(addr, "/v1/completions", &request.to_string());
     assert_eq!(status, 200, "{whole}");
     let choice = &whole["choices"][0];
@@ -108,6 +121,33 @@ fn completions_streamed_and_whole_agree_for_a_seed() {
     let completion_tokens = usage["completion_tokens"].as_u64().unwrap();
     assert_eq!(choice["finish_reason"] == "length", completion_tokens == 30);
     assert_eq!(text.split_whitespace().count() as u64, completion_tokens);
+    let logprobs = &choice["logprobs"];
+    let tokens: Vec<&str> = logprobs["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(tokens.len() as u64, completion_tokens);
+    assert!(text.starts_with(&tokens.concat()), "{tokens:?} {text}");
+    assert_eq!(logprobs["text_offset"][1], tokens[0].len());
+    for (chosen, top) in logprobs["token_logprobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(logprobs["top_logprobs"].as_array().unwrap())
+    {
+        let top = top.as_object().unwrap();
+        assert_eq!(top.len(), 3, "{top:?}");
+        let best = top
+            .values()
+            .map(|l| l.as_f64().unwrap())
+            .fold(f64::MIN, f64::max);
+        assert!(
+            chosen.as_f64().unwrap() <= best + 1e-6 && best < 0.0,
+            "{top:?}"
+        );
+    }
 
     let mut stream_request = request.clone();
     stream_request["stream"] = json!(true);
@@ -133,6 +173,16 @@ fn completions_streamed_and_whole_agree_for_a_seed() {
     assert!(chunks.len() > 2, "one event per piece: {events:?}");
     let last = &chunks[chunks.len() - 1]["choices"][0];
     assert_eq!(last["finish_reason"], choice["finish_reason"]);
+    let streamed_logprobs: Vec<Value> = chunks
+        .iter()
+        .filter_map(|c| {
+            c["choices"][0]["logprobs"]["token_logprobs"]
+                .as_array()
+                .cloned()
+        })
+        .flatten()
+        .collect();
+    assert_eq!(Value::from(streamed_logprobs), logprobs["token_logprobs"]);
 
     // Temperature 0 is greedy: the seed no longer matters.
     let greedy = |seed: u64| {
@@ -199,6 +249,10 @@ fn bad_requests_are_400s_that_name_the_field() {
         (
             r#"{"prompt": "recipe for", "max_tokens": 65}"#,
             Some("max_tokens"),
+        ),
+        (
+            r#"{"prompt": "recipe for", "logprobs": 21}"#,
+            Some("logprobs"),
         ),
         (r#"{"prompt": "   "}"#, Some("prompt")),
         (r#"{"max_tokens": 5}"#, Some("prompt")),

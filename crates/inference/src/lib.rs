@@ -3,7 +3,7 @@
 //! checkpoint; `plot` draws a run's loss curves.
 
 use std::fmt::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -168,8 +168,10 @@ pub fn served_model(args: &ServeArgs) -> Result<(server::ServedModel, server::Li
         max_tokens: args.max_tokens_cap,
         ..server::Limits::default()
     };
+    let prompts = run_dir.as_deref().map(run_prompts).unwrap_or_default();
     let served = server::ServedModel {
         name,
+        prompts,
         model: loaded.model,
         vocab: loaded.vocab,
         meta: loaded.ckpt.meta.clone(),
@@ -177,6 +179,23 @@ pub fn served_model(args: &ServeArgs) -> Result<(server::ServedModel, server::Li
         run_dir,
     };
     Ok((served, limits))
+}
+
+/// The `[generate] prompts` of the run's `config.toml`, or none when it cannot be read.
+fn run_prompts(run_dir: &Path) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(run_dir.join("config.toml")) else {
+        return Vec::new();
+    };
+    let config: toml::Table = toml::from_str(&text).unwrap_or_default();
+    let prompts = config.get("generate").and_then(|g| g.get("prompts"));
+    prompts
+        .and_then(|p| p.as_array())
+        .map(|list| {
+            list.iter()
+                .filter_map(|p| p.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A checkpoint loaded for one subcommand.

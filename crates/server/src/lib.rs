@@ -3,6 +3,7 @@
 //! Generation runs on tokio's blocking threads, so a long request never stalls the others.
 //!
 //! ```text
+//! GET  /                  the playground page
 //! GET  /health            {"status":"ok"}
 //! GET  /v1/models         OpenAI's list, with the model's sizes
 //! POST /v1/completions    OpenAI's completions request and response; "stream": true for SSE
@@ -25,14 +26,14 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, Sse};
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use data::Vocab;
 use model::burn::module::Module;
 use model::burn::tensor::Device;
-use model::generation::Finish;
 use model::generation::sampling::{probabilities, top};
+use model::generation::{Finish, TokenLogprobs};
 use model::{CheckpointMeta, Generator, LanguageModel};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -80,7 +81,13 @@ pub struct ServedModel {
     pub device: Device,
     /// The run directory, for `/v1/run` (none for a lone checkpoint directory).
     pub run_dir: Option<PathBuf>,
+    /// The prompts the run generated from after each epoch; the playground starts with the
+    /// first.
+    pub prompts: Vec<String>,
 }
+
+/// The playground: one page, its styles and script inline, so it works offline.
+const PLAYGROUND: &str = include_str!("playground.html");
 
 /// What every handler shares.
 struct AppState {
@@ -99,6 +106,7 @@ pub fn router(served: ServedModel, limits: Limits) -> Router {
         slots: Arc::new(Semaphore::new(limits.max_concurrent)),
     });
     Router::new()
+        .route("/", get(|| async { Html(PLAYGROUND) }))
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/v1/models", get(models))
         .route("/v1/completions", post(completions))
@@ -170,6 +178,7 @@ async fn models(State(state): State<Shared>) -> Json<Value> {
             "loss": meta.loss,
             "parameters": served.model.num_params(),
             "context_length": meta.context,
+            "max_tokens_cap": state.limits.max_tokens,
         }]
     }))
 }
@@ -204,9 +213,10 @@ async fn completions(
     let seed = request.seed.unwrap_or(data::defaults::SEED);
     let prompt = prompt_ids(&state.served, &request.prompt)?;
     let created = now();
+    let top_logprobs = request.logprobs;
     let chunk = {
         let (id, model) = (format!("cmpl-{created}-{seed}"), state.served.name.clone());
-        move |text: &str, finish: Option<Finish>| {
+        move |text: &str, logprobs: Value, finish: Option<Finish>| {
             json!({
                 "id": id,
                 "object": "text_completion",
@@ -215,7 +225,7 @@ async fn completions(
                 "choices": [{
                     "text": text,
                     "index": 0,
-                    "logprobs": null,
+                    "logprobs": logprobs,
                     "finish_reason": finish.map(finish_reason),
                 }],
             })
@@ -224,23 +234,31 @@ async fn completions(
     let worker = state.clone();
     if !request.stream {
         let prompt_len = prompt.len();
-        let (done, separator) = tokio::task::spawn_blocking(move || {
+        let body = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let mut generator = generator(&worker.served, seed);
+            let served = &worker.served;
+            let mut generator = generator(served, seed).with_logprobs(top_logprobs);
             let done = generator.generate(&prompt, max_tokens, &sampling, &stops);
-            (done, generator.separator())
+            let separator = generator.separator();
+            let logprobs = top_logprobs.map_or(Value::Null, |_| {
+                logprobs_json(served, separator, &done.logprobs, &mut 0)
+            });
+            let mut body = chunk(
+                &with_separator(separator, &done.text),
+                logprobs,
+                Some(done.finish),
+            );
+            body["usage"] = json!({
+                "prompt_tokens": prompt_len,
+                "completion_tokens": done.ids.len(),
+                "total_tokens": prompt_len + done.ids.len(),
+            });
+            (body, done.ids.len())
         })
         .await
         .map_err(|e| ApiError::status(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        let text = with_separator(separator, &done.text);
-        let mut body = chunk(&text, Some(done.finish));
-        body["usage"] = json!({
-            "prompt_tokens": prompt_len,
-            "completion_tokens": done.ids.len(),
-            "total_tokens": prompt_len + done.ids.len(),
-        });
-        let mut response = Json(body).into_response();
-        response.extensions_mut().insert(Tokens(done.ids.len()));
+        let mut response = Json(body.0).into_response();
+        response.extensions_mut().insert(Tokens(body.1));
         return Ok(response);
     }
     // Streaming: the prompt was checked before answering 200; each piece is sent as it comes.
@@ -248,26 +266,69 @@ async fn completions(
     let start = Instant::now();
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        let mut generator = generator(&worker.served, seed);
+        let served = &worker.served;
+        let mut generator = generator(served, seed).with_logprobs(top_logprobs);
         let separator = generator.separator();
-        let mut first = true;
-        let done = generator.generate_streaming(&prompt, max_tokens, &sampling, &stops, |piece| {
-            let text = match std::mem::take(&mut first) {
-                true => with_separator(separator, piece),
-                false => piece.to_owned(),
-            };
-            let event = Event::default().data(chunk(&text, None).to_string());
-            // A closed channel is a client that went away: stop generating.
-            sender.blocking_send(Ok(event)).is_ok()
-        });
-        let last = Event::default().data(chunk("", Some(done.finish)).to_string());
-        let _ = sender.blocking_send(Ok(last));
+        let (mut first, mut offset) = (true, 0);
+        let done = generator.generate_streaming(
+            &prompt,
+            max_tokens,
+            &sampling,
+            &stops,
+            |piece, entries| {
+                let text = match std::mem::take(&mut first) {
+                    true => with_separator(separator, piece),
+                    false => piece.to_owned(),
+                };
+                let logprobs = top_logprobs.map_or(Value::Null, |_| {
+                    logprobs_json(served, separator, entries, &mut offset)
+                });
+                let event = Event::default().data(chunk(&text, logprobs, None).to_string());
+                // A closed channel is a client that went away: stop generating.
+                sender.blocking_send(Ok(event)).is_ok()
+            },
+        );
+        let last = chunk("", Value::Null, Some(done.finish));
+        let _ = sender.blocking_send(Ok(Event::default().data(last.to_string())));
         let _ = sender.blocking_send(Ok(Event::default().data("[DONE]")));
         log_line("POST", "/v1/completions", 200, done.ids.len(), start);
     });
     let mut response = Sse::new(ReceiverStream::new(receiver)).into_response();
     response.extensions_mut().insert(Streamed);
     Ok(response)
+}
+
+/// OpenAI's `logprobs` object for `entries`, each token with the separator that joins it to
+/// the text before; `offset` is where the first begins in the completion's text, and moves on.
+fn logprobs_json(
+    served: &ServedModel,
+    separator: &str,
+    entries: &[TokenLogprobs],
+    offset: &mut usize,
+) -> Value {
+    let text = |id: u32| format!("{separator}{}", token_name(&served.vocab, id));
+    let mut offsets = Vec::with_capacity(entries.len());
+    for entry in entries {
+        offsets.push(*offset);
+        *offset += text(entry.id).len();
+    }
+    json!({
+        "tokens": entries.iter().map(|e| text(e.id)).collect::<Vec<_>>(),
+        "token_logprobs": entries.iter().map(|e| e.logprob).collect::<Vec<_>>(),
+        "top_logprobs": entries
+            .iter()
+            .map(|e| e.top.iter().map(|&(id, lp)| (text(id), json!(lp))).collect())
+            .collect::<Vec<serde_json::Map<String, Value>>>(),
+        "text_offset": offsets,
+    })
+}
+
+/// A token's text, with the stop id shown as `<stop>`.
+fn token_name(vocab: &Vocab, id: u32) -> &str {
+    match id {
+        0 => "<stop>",
+        _ => vocab.token(id),
+    }
 }
 
 /// The ids of `text`, tokenised as the model's training data was; `400` when it has none.
@@ -327,13 +388,9 @@ async fn next_tokens(
             .map(|&t| {
                 let tokens: Vec<Value> = top(&probabilities(&logits, t as f32), count)
                     .into_iter()
-                    .map(|(id, p)| {
-                        let token = match id {
-                            0 => "<stop>",
-                            _ => served.vocab.token(id),
-                        };
-                        json!({"token": token, "probability": p})
-                    })
+                    .map(
+                        |(id, p)| json!({"token": token_name(&served.vocab, id), "probability": p}),
+                    )
                     .collect();
                 json!({"temperature": t, "tokens": tokens})
             })
@@ -351,7 +408,9 @@ async fn next_tokens(
 
 async fn run_record(State(state): State<Shared>) -> Result<Json<Value>, ApiError> {
     let Some(run_dir) = &state.served.run_dir else {
-        return Ok(Json(json!({"metrics": [], "samples": []})));
+        return Ok(Json(
+            json!({"metrics": [], "samples": [], "prompts": state.served.prompts}),
+        ));
     };
     let metrics = std::fs::read_to_string(run_dir.join("metrics.csv")).unwrap_or_default();
     let mut lines = metrics.lines();
@@ -384,5 +443,9 @@ async fn run_record(State(state): State<Shared>) -> Result<Json<Value>, ApiError
             Some(json!({"epoch": epoch, "temperature": temperature, "text": text}))
         })
         .collect();
-    Ok(Json(json!({"metrics": rows, "samples": samples})))
+    Ok(Json(json!({
+        "metrics": rows,
+        "samples": samples,
+        "prompts": state.served.prompts,
+    })))
 }

@@ -35,7 +35,12 @@ pub struct CompletionRequest {
     /// Answer with server-sent events, one per piece of text.
     #[serde(default)]
     pub stream: bool,
+    /// Each generated token's log-probability and this many most likely alternatives.
+    pub logprobs: Option<usize>,
 }
+
+/// Most alternatives `logprobs` may ask for per token.
+pub const MAX_LOGPROBS: usize = 20;
 
 /// `stop`: one string or several.
 #[derive(Debug, Clone, Deserialize)]
@@ -111,6 +116,12 @@ impl CompletionRequest {
         sampling
             .check()
             .map_err(|e| ApiError::invalid(e.setting(), e.to_string()))?;
+        if self.logprobs.is_some_and(|n| n > MAX_LOGPROBS) {
+            return Err(ApiError::invalid(
+                "logprobs",
+                format!("logprobs is at most {MAX_LOGPROBS}"),
+            ));
+        }
         let stops = match &self.stop {
             None => Vec::new(),
             Some(Stop::One(s)) => vec![s.clone()],

@@ -11,7 +11,7 @@ use data::{Tokenizer, Vocab};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use super::sampling::{Sampling, held_back, stop_position};
+use super::sampling::{Sampling, held_back, probabilities, stop_position, top};
 use crate::recurrent::State;
 use crate::{LanguageModel, ids_tensor};
 
@@ -50,6 +50,36 @@ pub struct Completion {
     pub text: String,
     /// Why generation ended.
     pub finish: Finish,
+    /// One entry per id when [`Generator::with_logprobs`] asked for them, else empty.
+    pub logprobs: Vec<TokenLogprobs>,
+}
+
+/// A generated token's natural-log probability under the model (temperature 1, before any
+/// sampling setting) and the most likely tokens at that position: OpenAI's `logprobs`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLogprobs {
+    /// The token chosen.
+    pub id: u32,
+    /// Its log-probability.
+    pub logprob: f32,
+    /// The most likely ids and their log-probabilities, most likely first.
+    pub top: Vec<(u32, f32)>,
+}
+
+impl TokenLogprobs {
+    /// The log-probability of `id` and of the `n` most likely tokens after `logits`.
+    fn new(logits: &[f32], id: u32, n: usize) -> Self {
+        let probs = probabilities(logits, 1.0);
+        let log = |p: f64| p.ln() as f32;
+        Self {
+            id,
+            logprob: log(probs[id as usize]),
+            top: top(&probs, n)
+                .into_iter()
+                .map(|(i, p)| (i, log(p)))
+                .collect(),
+        }
+    }
 }
 
 /// A trained model with its vocabulary and a seeded random generator.
@@ -60,6 +90,7 @@ pub struct Generator<'a> {
     device: Device,
     rng: StdRng,
     context: Option<usize>,
+    logprobs: Option<usize>,
 }
 
 impl<'a> Generator<'a> {
@@ -78,6 +109,7 @@ impl<'a> Generator<'a> {
             device,
             rng: StdRng::seed_from_u64(seed),
             context: None,
+            logprobs: None,
         }
     }
 
@@ -85,6 +117,13 @@ impl<'a> Generator<'a> {
     /// the whole text with the state carried (`None`, the default).
     pub fn with_context(mut self, context: Option<usize>) -> Self {
         self.context = context;
+        self
+    }
+
+    /// Records each generated token's log-probability and the `top` most likely alternatives
+    /// in [`Completion::logprobs`] (`None`, the default, records nothing).
+    pub fn with_logprobs(mut self, top: Option<usize>) -> Self {
+        self.logprobs = top;
         self
     }
 
@@ -138,22 +177,25 @@ impl<'a> Generator<'a> {
         sampling: &Sampling,
         stops: &[String],
     ) -> Completion {
-        self.generate_streaming(prompt, max_tokens, sampling, stops, |_| true)
+        self.generate_streaming(prompt, max_tokens, sampling, stops, |_, _| true)
     }
 
     /// [`Generator::generate`], handing the text to `emit` piece by piece as it is generated
     /// (the pieces join to the completion's text: text that may begin a stop string is held
-    /// back until it is clear). Generation ends early when `emit` returns false.
+    /// back until it is clear), with the log-probabilities of the tokens that piece completes
+    /// (empty unless asked for). Generation ends early when `emit` returns false.
     pub fn generate_streaming(
         &mut self,
         prompt: &[u32],
         max_tokens: usize,
         sampling: &Sampling,
         stops: &[String],
-        mut emit: impl FnMut(&str) -> bool,
+        mut emit: impl FnMut(&str, &[TokenLogprobs]) -> bool,
     ) -> Completion {
         let mut ids = Vec::new();
-        let mut emitted = 0;
+        let mut logprobs = Vec::new();
+        // Bytes of text and entries of `logprobs` already handed to `emit`.
+        let (mut emitted, mut emitted_logprobs) = (0, 0);
         // A carried-state model feeds back one token at a time; a many-to-one model re-reads
         // its last window for every token.
         let (mut logits, mut state) = match self.context {
@@ -173,6 +215,9 @@ impl<'a> Generator<'a> {
             if next == PAD_ID {
                 break Finish::Stop;
             }
+            if let Some(n) = self.logprobs {
+                logprobs.push(TokenLogprobs::new(&logits, next, n));
+            }
             if !ids.is_empty() {
                 text.push_str(self.separator());
             }
@@ -184,10 +229,10 @@ impl<'a> Generator<'a> {
             }
             let clear = text.len() - held_back(&text, stops);
             if clear > emitted {
-                if !emit(&text[emitted..clear]) {
+                if !emit(&text[emitted..clear], &logprobs[emitted_logprobs..]) {
                     break Finish::Stop;
                 }
-                emitted = clear;
+                (emitted, emitted_logprobs) = (clear, logprobs.len());
             }
             if ids.len() < max_tokens {
                 logits = match state.take() {
@@ -200,10 +245,15 @@ impl<'a> Generator<'a> {
                 };
             }
         };
-        if text.len() > emitted {
-            emit(&text[emitted..]);
+        if text.len() > emitted || logprobs.len() > emitted_logprobs {
+            emit(&text[emitted..], &logprobs[emitted_logprobs..]);
         }
-        Completion { ids, text, finish }
+        Completion {
+            ids,
+            text,
+            finish,
+            logprobs,
+        }
     }
 
     /// The text of `ids`: words joined by spaces, as the chapter prints them, or characters.
@@ -276,13 +326,34 @@ mod tests {
             let done = whole.generate(&[2], 30, &sampling, &stops);
             let mut streamed = Generator::new(&model, &vocab, Tokenizer::Word, device.clone(), 4);
             let mut pieces = Vec::new();
-            let again = streamed.generate_streaming(&[2], 30, &sampling, &stops, |piece| {
+            let again = streamed.generate_streaming(&[2], 30, &sampling, &stops, |piece, _| {
                 pieces.push(piece.to_owned());
                 true
             });
             assert_eq!(again, done);
             assert_eq!(pieces.concat(), done.text, "{pieces:?}");
             assert!(pieces.len() > 1, "{pieces:?}");
+        }
+    }
+
+    /// Greedy picks the most likely token, so each one's log-probability heads its own list;
+    /// the probabilities of a list add up to at most 1.
+    #[test]
+    fn logprobs_describe_each_generated_token() {
+        let device = Device::flex();
+        device.seed(3);
+        let vocab = Vocab::build("a b c d e f g h".split(' '), 20);
+        let model = ModelConfig::sized(8, 16).init(vocab.size(), &device);
+        let mut g =
+            Generator::new(&model, &vocab, Tokenizer::Word, device, 0).with_logprobs(Some(3));
+        let done = g.generate(&[2], 6, &Sampling::greedy(), &[]);
+        assert_eq!(done.logprobs.len(), done.ids.len());
+        for (entry, &id) in done.logprobs.iter().zip(&done.ids) {
+            assert_eq!((entry.id, entry.top.len()), (id, 3));
+            assert_eq!(entry.top[0], (id, entry.logprob));
+            assert!(entry.top.windows(2).all(|w| w[0].1 >= w[1].1), "{entry:?}");
+            let total: f32 = entry.top.iter().map(|(_, l)| l.exp()).sum();
+            assert!(entry.logprob < 0.0 && total <= 1.0 + 1e-5, "{entry:?}");
         }
     }
 

@@ -5,5 +5,5 @@ pub mod generator;
 pub mod sampling;
 pub mod trace;
 
-pub use generator::{Completion, Finish, GenerationError, Generator, Prompt};
+pub use generator::{Completion, Finish, GenerationError, Generator, Prompt, TokenLogprobs};
 pub use sampling::{Sampling, SamplingError};
