@@ -10,25 +10,16 @@ use clap::Parser;
 use e2e::train_small;
 use serde_json::{Value, json};
 
-/// Starts a server for the checkpoint of `run` on 127.0.0.1 with an ephemeral port, on its
-/// own runtime thread; returns its address.
+/// Starts a server for the checkpoint of `run` on 127.0.0.1 with an ephemeral port; returns
+/// its address.
 pub(crate) fn start(run: &Path, extra: &[&str]) -> SocketAddr {
     let args = ["inference", "serve", "--checkpoint", run.to_str().unwrap()];
-    let cli = inference::Cli::try_parse_from(args.iter().chain(extra)).unwrap();
+    let args = args.iter().chain(&["--addr", "127.0.0.1:0"]).chain(extra);
+    let cli = inference::Cli::try_parse_from(args).unwrap();
     let inference::Command::Serve(serve) = cli.command else {
         unreachable!()
     };
-    let (served, limits) = inference::served_model(&serve).unwrap();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let router = server::router(served, limits);
-        runtime.block_on(server::serve(listener, router, std::future::pending()))
-    });
-    addr
+    inference::serve_in_background(&serve).unwrap()
 }
 
 /// One server over one small trained model, shared by the tests here.
@@ -263,9 +254,18 @@ fn bad_requests_are_400s_that_name_the_field() {
         assert_eq!(answer["error"]["type"], "invalid_request_error", "{body}");
         assert_eq!(answer["error"]["param"].as_str(), param, "{body}: {answer}");
     }
+    // A prompt over 16 KiB; a body over 64 KiB, answered after it has been read.
+    let long = json!({"prompt": "recipe ".repeat(3_000)}).to_string();
+    let (status, answer) = post(addr, "/v1/completions", &long);
+    assert_eq!(
+        (status, answer["error"]["param"].as_str()),
+        (400, Some("prompt"))
+    );
     let huge = json!({"prompt": "recipe ".repeat(20_000)}).to_string();
     let (status, answer) = post(addr, "/v1/completions", &huge);
     assert_eq!(status, 400, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains("limit of 65536 bytes"), "{message}");
     let (status, answer) = post(addr, "/v1/next", r#"{"prompt": "x", "temperatures": []}"#);
     assert_eq!(
         (status, answer["error"]["param"].as_str()),

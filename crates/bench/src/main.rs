@@ -1,6 +1,8 @@
 //! `cargo run --release -p bench -- compare [--quick]`: our training step and generation
 //! against the PyTorch reference on the same batches, interleaved in one run, as a table.
+//! `bench serve`: a served model under concurrent streaming clients.
 
+mod load;
 mod ours;
 mod pytorch;
 mod report;
@@ -27,6 +29,9 @@ enum Command {
     /// The NumPy passage exercise (memorise a passage), ours and PyTorch's: steps and seconds to
     /// the loss target.
     Memorise(MemoriseArgs),
+    /// Concurrent clients streaming completions from a served model: requests and tokens per
+    /// second, latency to the first token and to the last, errors.
+    Serve(load::LoadArgs),
     /// (internal) One measuring process of ours, run by `compare`; prints one JSON line.
     #[command(hide = true)]
     Ours(ours::OursArgs),
@@ -73,6 +78,7 @@ fn main() -> std::process::ExitCode {
     let result = match &cli.command {
         Command::Compare(args) => compare(args),
         Command::Memorise(args) => memorise(args),
+        Command::Serve(args) => load::run(args),
         Command::Ours(args) => ours::run(args),
     };
     match result {

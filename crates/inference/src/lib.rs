@@ -3,6 +3,7 @@
 //! checkpoint; `plot` draws a run's loss curves.
 
 use std::fmt::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -89,6 +90,19 @@ pub struct ServeArgs {
     /// Most tokens one completion may ask for.
     #[arg(long, default_value_t = server::Limits::default().max_tokens)]
     pub max_tokens_cap: usize,
+    /// No log line per request.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl ServeArgs {
+    /// The request log these flags ask for.
+    pub fn request_log(&self) -> server::RequestLog {
+        match self.quiet {
+            true => server::RequestLog::Off,
+            false => server::RequestLog::Stderr,
+        }
+    }
 }
 
 /// `inference generate` flags.
@@ -179,6 +193,23 @@ pub fn served_model(args: &ServeArgs) -> Result<(server::ServedModel, server::Li
         run_dir,
     };
     Ok((served, limits))
+}
+
+/// Loads the model `args` names and serves it on `args.addr` from a thread of its own for as
+/// long as the process runs; returns the address it listens on (port 0 picks a free one).
+pub fn serve_in_background(args: &ServeArgs) -> Result<SocketAddr> {
+    let (served, limits) = served_model(args)?;
+    let log = args.request_log();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(&args.addr))
+        .with_context(|| format!("--addr {}: cannot listen", args.addr))?;
+    let addr = listener.local_addr()?;
+    std::thread::spawn(move || {
+        let router = server::router(served, limits, log);
+        runtime.block_on(server::serve(listener, router, std::future::pending()))
+    });
+    Ok(addr)
 }
 
 /// The `[generate] prompts` of the run's `config.toml`, or none when it cannot be read.

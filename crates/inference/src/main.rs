@@ -40,7 +40,7 @@ fn serve(args: &ServeArgs) -> Result<()> {
             "serving {} on http://{addr} (at most {} generations at once; Ctrl-C stops)",
             served.name, limits.max_concurrent
         );
-        let router = server::router(served, limits);
+        let router = server::router(served, limits, args.request_log());
         server::serve(listener, router, shutdown_signal()).await?;
         eprintln!("stopped");
         Ok(())

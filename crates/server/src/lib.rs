@@ -20,9 +20,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::body::Body;
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, Sse};
@@ -41,7 +40,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::error::ApiError;
-use crate::requests::{CompletionRequest, NextRequest, parse};
+use crate::requests::{CompletionRequest, NextRequest, parse, read_body};
 
 /// What the server refuses beyond: sizes of a request and generations in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,21 +88,32 @@ pub struct ServedModel {
 /// The playground: one page, its styles and script inline, so it works offline.
 const PLAYGROUND: &str = include_str!("playground.html");
 
+/// Whether the server logs a line per request on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestLog {
+    /// `POST /v1/completions 200 38 tokens 5 ms`, one line per request.
+    Stderr,
+    /// Nothing.
+    Off,
+}
+
 /// What every handler shares.
 struct AppState {
     served: ServedModel,
     limits: Limits,
     slots: Arc<Semaphore>,
+    log: RequestLog,
 }
 
 type Shared = Arc<AppState>;
 
-/// The server's routes over `served`, within `limits`.
-pub fn router(served: ServedModel, limits: Limits) -> Router {
+/// The server's routes over `served`, within `limits`, logging requests as `log` says.
+pub fn router(served: ServedModel, limits: Limits, log: RequestLog) -> Router {
     let state = Arc::new(AppState {
         served,
         limits,
         slots: Arc::new(Semaphore::new(limits.max_concurrent)),
+        log,
     });
     Router::new()
         .route("/", get(|| async { Html(PLAYGROUND) }))
@@ -113,8 +123,7 @@ pub fn router(served: ServedModel, limits: Limits) -> Router {
         .route("/v1/next", post(next_tokens))
         .route("/v1/run", get(run_record))
         .fallback(|| async { ApiError::status(StatusCode::NOT_FOUND, "no such endpoint") })
-        .layer(DefaultBodyLimit::max(limits.body_bytes))
-        .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn_with_state(state.clone(), log_request))
         .with_state(state)
 }
 
@@ -139,11 +148,11 @@ struct Streamed;
 struct Tokens(usize);
 
 /// One line per request: method, path, status, tokens generated and milliseconds.
-async fn log_request(request: Request, next: Next) -> Response {
+async fn log_request(State(state): State<Shared>, request: Request, next: Next) -> Response {
     let (method, path) = (request.method().clone(), request.uri().path().to_owned());
     let start = Instant::now();
     let response = next.run(request).await;
-    if response.extensions().get::<Streamed>().is_none() {
+    if state.log == RequestLog::Stderr && response.extensions().get::<Streamed>().is_none() {
         let tokens = response.extensions().get::<Tokens>().map_or(0, |t| t.0);
         log_line(
             method.as_str(),
@@ -203,11 +212,9 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-async fn completions(
-    State(state): State<Shared>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let request: CompletionRequest = parse(body)?;
+async fn completions(State(state): State<Shared>, body: Body) -> Result<Response, ApiError> {
+    let body = read_body(body, state.limits.body_bytes).await?;
+    let request: CompletionRequest = parse(&body)?;
     let (sampling, max_tokens, stops) = request.settings(&state.limits)?;
     let permit = take_slot(&state)?;
     let seed = request.seed.unwrap_or(data::defaults::SEED);
@@ -265,7 +272,6 @@ async fn completions(
     let (sender, receiver) = mpsc::channel::<Result<Event, Infallible>>(64);
     let start = Instant::now();
     tokio::task::spawn_blocking(move || {
-        let _permit = permit;
         let served = &worker.served;
         let mut generator = generator(served, seed).with_logprobs(top_logprobs);
         let separator = generator.separator();
@@ -288,10 +294,14 @@ async fn completions(
                 sender.blocking_send(Ok(event)).is_ok()
             },
         );
+        // The slot is free before the client hears the end, so its next request finds it.
+        drop(permit);
         let last = chunk("", Value::Null, Some(done.finish));
         let _ = sender.blocking_send(Ok(Event::default().data(last.to_string())));
         let _ = sender.blocking_send(Ok(Event::default().data("[DONE]")));
-        log_line("POST", "/v1/completions", 200, done.ids.len(), start);
+        if worker.log == RequestLog::Stderr {
+            log_line("POST", "/v1/completions", 200, done.ids.len(), start);
+        }
     });
     let mut response = Sse::new(ReceiverStream::new(receiver)).into_response();
     response.extensions_mut().insert(Streamed);
@@ -367,11 +377,9 @@ fn generator(served: &ServedModel, seed: u64) -> Generator<'_> {
     .with_context(served.meta.context)
 }
 
-async fn next_tokens(
-    State(state): State<Shared>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let request: NextRequest = parse(body)?;
+async fn next_tokens(State(state): State<Shared>, body: Body) -> Result<Response, ApiError> {
+    let body = read_body(body, state.limits.body_bytes).await?;
+    let request: NextRequest = parse(&body)?;
     let (temperatures, count) = request.settings(&state.limits)?;
     let permit = take_slot(&state)?;
     let worker = state.clone();

@@ -1,11 +1,11 @@
 //! The request bodies the server accepts, parsed strictly (unknown fields and wrong types are
 //! refused, naming the field) and checked against the server's limits.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::{Body, Bytes};
 use model::Sampling;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use tokio_stream::StreamExt;
 
 use crate::Limits;
 use crate::error::ApiError;
@@ -64,10 +64,33 @@ pub struct NextRequest {
     pub top: Option<usize>,
 }
 
+/// Reads a request body of at most `limit` bytes; a `400` when it is longer. A longer body is
+/// still read to its end (up to 16 times the limit), so the client hears the `400` instead of
+/// a connection reset while it is still sending.
+pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let mut chunks = body.into_data_stream();
+    let (mut kept, mut seen) = (Vec::new(), 0usize);
+    while let Some(chunk) = chunks.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request(format!("cannot read the body: {e}")))?;
+        seen += chunk.len();
+        if seen <= limit {
+            kept.extend_from_slice(&chunk);
+        } else if seen > 16 * limit {
+            break;
+        }
+    }
+    if seen > limit {
+        return Err(ApiError::bad_request(format!(
+            "the request body is over this server's limit of {limit} bytes"
+        )));
+    }
+    Ok(kept.into())
+}
+
 /// `body` as JSON of type `T`, or a `400` naming the field at fault.
-pub fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
-    let body = body.map_err(|e| ApiError::bad_request(format!("cannot read the body: {e}")))?;
-    let mut json = serde_json::Deserializer::from_slice(&body);
+pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let mut json = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut json).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.inner().to_string();
