@@ -24,7 +24,7 @@ fn run_with(config: &Path, flags: &[&str]) -> String {
         .chain(flags.iter().copied()),
     )
     .unwrap();
-    format!("{:#}", train::run(&args).unwrap_err())
+    format!("{:#}", e2e::run_train(&args).unwrap_err())
 }
 
 #[test]

@@ -6,5 +6,6 @@ mod golden;
 mod many_to_one;
 #[cfg(feature = "browser")]
 mod playground;
+
 mod serving;
 mod training;

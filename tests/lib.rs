@@ -88,3 +88,8 @@ pub fn generate_greedy(run: &Path, prompt: &str, max_tokens: usize) -> String {
     let out = inference::run(&cli).expect("generate");
     out.trim_end_matches('\n').to_owned()
 }
+
+/// `train::run` with parsed flags, with no signal to stop it.
+pub fn run_train(args: &train::Args) -> anyhow::Result<train::RunSummary> {
+    train::run(args, &Default::default())
+}

@@ -32,7 +32,7 @@ fn trained() -> &'static (PathBuf, train::RunSummary) {
         let dir = scratch("trained");
         let config = small_config(&dir, "");
         let run = dir.join("run");
-        let summary = train::run(&train_args(&[
+        let summary = e2e::run_train(&train_args(&[
             "--config",
             config.to_str().unwrap(),
             "--out",
@@ -290,11 +290,11 @@ fn a_run_directory_is_resumed_not_overwritten() {
         "--max-batches",
         "3",
     ];
-    let first = train::run(&train_args(&[&base[..], &["--epochs", "1"]].concat())).unwrap();
+    let first = e2e::run_train(&train_args(&[&base[..], &["--epochs", "1"]].concat())).unwrap();
     assert_eq!(first.epochs.len(), 1);
-    let e = train::run(&train_args(&[&base[..], &["--epochs", "2"]].concat())).unwrap_err();
+    let e = e2e::run_train(&train_args(&[&base[..], &["--epochs", "2"]].concat())).unwrap_err();
     assert!(e.to_string().contains("--resume"), "{e}");
-    let second = train::run(&train_args(
+    let second = e2e::run_train(&train_args(
         &[&base[..], &["--epochs", "2", "--resume"]].concat(),
     ))
     .unwrap();
@@ -324,7 +324,7 @@ fn the_ndarray_backend_trains_too() {
         "--max-batches",
         "4",
     ];
-    let summary = train::run(&train_args(&args)).unwrap();
+    let summary = e2e::run_train(&train_args(&args)).unwrap();
     // Epoch 2 (4 other batches) is lower than epoch 1 only if the stock path learns.
     let [first, second] = [0, 1].map(|e| summary.epochs[e].loss);
     assert!(second < first - 0.1, "epoch losses {first} then {second}");
@@ -384,4 +384,31 @@ fn gru_rnn_and_two_layer_models_train_below_the_bound() {
         let e = format!("{:#}", trace.unwrap_err());
         assert!(e.contains("needs a one-layer LSTM"), "{name}: {e}");
     }
+}
+
+/// `train.checkpoint_every_steps` saves inside epochs; `train.keep_checkpoints` keeps the
+/// newest.
+#[test]
+fn checkpoints_every_n_steps_and_only_the_newest_kept() {
+    let names = |run: &Path| -> Vec<String> {
+        model::Checkpoint::all(run)
+            .unwrap()
+            .iter()
+            .map(|c| c.dir.file_name().unwrap().to_string_lossy().into_owned())
+            .collect()
+    };
+    let every_three = |c: &mut train::Config| {
+        c.train.max_batches_per_epoch = Some(4);
+        c.train.checkpoint_every_steps = Some(3);
+    };
+    let (run, _) = train_small("every-steps", every_three);
+    assert_eq!(
+        names(&run),
+        ["step-0000003", "epoch-001", "step-0000006", "epoch-002"]
+    );
+    let (run, _) = train_small("kept", |c| {
+        every_three(c);
+        c.train.keep_checkpoints = Some(2);
+    });
+    assert_eq!(names(&run), ["step-0000006", "epoch-002"]);
 }

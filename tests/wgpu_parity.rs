@@ -70,6 +70,8 @@ fn meta(vocab: &Vocab, step: u64) -> CheckpointMeta {
         epoch: step as usize,
         step,
         loss: 0.0,
+        within_epoch: None,
+        smoothed_loss: None,
     }
 }
 
@@ -124,9 +126,16 @@ fn ten_adam_steps_on_wgpu_match_the_cpu() {
     let init = cpu.clone().autodiff();
     init.seed(3);
     let model = ModelConfig::sized(8, 16).init(vocab.size(), &init);
-    let start = Checkpoint::save(&dir.join("init"), &model, None, &vocab, meta(&vocab, 0))
-        .unwrap()
-        .dir;
+    let start = Checkpoint::save(
+        &dir.join("init"),
+        &model,
+        None,
+        None,
+        &vocab,
+        meta(&vocab, 0),
+    )
+    .unwrap()
+    .dir;
 
     let (cpu_model, cpu_losses) = train_ten_steps(&start, &training, &cpu);
     let (gpu_model, gpu_losses) = train_ten_steps(&start, &training, &gpu);
@@ -147,15 +156,29 @@ fn ten_adam_steps_on_wgpu_match_the_cpu() {
     // The same greedy text on both, and after moving each trained model to the other backend.
     let text = greedy(&cpu_model.valid(), &vocab, &cpu);
     assert_eq!(greedy(&gpu_model.valid(), &vocab, &gpu), text);
-    let on_cpu = Checkpoint::save(&dir.join("gpu"), &gpu_model, None, &vocab, meta(&vocab, 10))
-        .unwrap()
-        .load_model(&cpu)
-        .unwrap();
+    let on_cpu = Checkpoint::save(
+        &dir.join("gpu"),
+        &gpu_model,
+        None,
+        None,
+        &vocab,
+        meta(&vocab, 10),
+    )
+    .unwrap()
+    .load_model(&cpu)
+    .unwrap();
     assert_eq!(greedy(&on_cpu, &vocab, &cpu), text);
-    let on_gpu = Checkpoint::save(&dir.join("cpu"), &cpu_model, None, &vocab, meta(&vocab, 10))
-        .unwrap()
-        .load_model(&gpu)
-        .unwrap();
+    let on_gpu = Checkpoint::save(
+        &dir.join("cpu"),
+        &cpu_model,
+        None,
+        None,
+        &vocab,
+        meta(&vocab, 10),
+    )
+    .unwrap()
+    .load_model(&gpu)
+    .unwrap();
     assert_eq!(greedy(&on_gpu, &vocab, &gpu), text);
 }
 

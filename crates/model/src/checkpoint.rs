@@ -2,29 +2,35 @@
 //! vocabulary and `meta.json` (what rebuilds the model). Both binaries read them here.
 //!
 //! ```text
-//! runs/recipes/checkpoints/epoch-003/
-//!     meta.json       model sizes, vocabulary size, epoch, step, loss
+//! runs/recipes/checkpoints/epoch-003/     after an epoch
+//! runs/recipes/checkpoints/step-0001234/  inside one (every N steps, or at Ctrl-C)
+//!     meta.json       model sizes, vocabulary size, epoch, step, loss, place in the epoch
 //!     model.bpk       weights (Burn's burnpack format)
 //!     optimizer.bpk   Adam's moments, for resuming
 //!     vocab.txt       one token a line in id order
+//!     carried.json    inside an epoch of a stream: the recurrent state carried on
 //! ```
-//! A checkpoint is written to `epoch-NNN.tmp` and renamed into place, so an interrupted save
-//! never leaves a half-written checkpoint under a real name.
+//! A checkpoint is written to `NAME.tmp`, flushed to disk and renamed into place, so an
+//! interrupted save never leaves a half-written checkpoint under a real name; one it replaces
+//! is moved aside first and removed only once the new one is in place.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor, TensorData};
 use data::{Tokenizer, Vocab};
 use serde::{Deserialize, Serialize};
 
+use crate::recurrent::{LayerState, State};
 use crate::{LanguageModel, ModelConfig};
 
 const META: &str = "meta.json";
 const MODEL: &str = "model.bpk";
 const OPTIMIZER: &str = "optimizer.bpk";
 const VOCAB: &str = "vocab.txt";
+const CARRIED: &str = "carried.json";
 
 /// What a checkpoint records besides the tensors.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,8 +51,49 @@ pub struct CheckpointMeta {
     pub epoch: usize,
     /// Optimizer steps taken when this was saved.
     pub step: u64,
-    /// Mean training loss of the last epoch.
+    /// Mean training loss of the last epoch (inside an epoch: of its steps so far).
     pub loss: f64,
+    /// Where a checkpoint taken inside epoch `epoch + 1` stood; `None` after an epoch.
+    #[serde(default)]
+    pub within_epoch: Option<EpochProgress>,
+    /// The smoothed loss that `train.stop_at_loss` watches, carried across a resume.
+    #[serde(default)]
+    pub smoothed_loss: Option<f64>,
+}
+
+/// How far an epoch had gone when a checkpoint was taken inside it: what a resume needs to
+/// continue it exactly.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EpochProgress {
+    /// Batches of the epoch's (seeded, reproducible) order already trained on.
+    pub batches: usize,
+    /// Their loss times their counted positions, summed.
+    pub loss_sum: f64,
+    /// Their counted positions.
+    pub weight_sum: f64,
+    /// Their positions (batch x sequence length), for the tokens-per-second figure.
+    pub positions: usize,
+    /// Seconds spent on them.
+    pub seconds: f64,
+}
+
+/// The recurrent state a stream carries from one window to the next, as plain numbers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CarriedState {
+    /// Per layer, bottom first.
+    pub layers: Vec<CarriedLayer>,
+}
+
+/// One layer's carried state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CarriedLayer {
+    /// `[batch, hidden]`.
+    pub shape: [usize; 2],
+    /// The hidden state, row by row.
+    pub hidden: Vec<f32>,
+    /// The LSTM's cell state; `None` for a GRU or a plain RNN.
+    pub cell: Option<Vec<f32>>,
 }
 
 /// A checkpoint directory on disk.
@@ -75,8 +122,8 @@ pub enum CheckpointError {
         /// The operating system's error.
         source: std::io::Error,
     },
-    /// `meta.json` is not a checkpoint description.
-    #[error("{}: not a checkpoint description: {source}", path.display())]
+    /// `meta.json` (or `carried.json`) is not what a checkpoint writes there.
+    #[error("{}: not a checkpoint's file (corrupt or from another program): {source}", path.display())]
     Meta {
         /// The file.
         path: PathBuf,
@@ -108,6 +155,68 @@ pub enum CheckpointError {
     },
 }
 
+/// Writes `bytes` to `path` and flushes them to the disk.
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
+    let mut file = std::fs::File::create(path).map_err(io_err(path))?;
+    file.write_all(bytes).map_err(io_err(path))?;
+    file.sync_all().map_err(io_err(path))
+}
+
+/// Flushes every file in `dir`, and the directory's own entries, to the disk.
+fn sync_dir(dir: &Path) -> Result<(), CheckpointError> {
+    for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
+        let path = entry.map_err(io_err(dir))?.path();
+        if path.is_file() {
+            let file = std::fs::File::open(&path).map_err(io_err(&path))?;
+            file.sync_all().map_err(io_err(&path))?;
+        }
+    }
+    // A directory opens read-only for fsync on Unix; elsewhere this is best effort.
+    if let Ok(handle) = std::fs::File::open(dir) {
+        let _ = handle.sync_all();
+    }
+    Ok(())
+}
+
+impl CarriedState {
+    /// The numbers of `state`.
+    pub fn of(state: &State) -> Self {
+        let values = |t: &Tensor<2>| {
+            t.clone()
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .expect("values converted to f32")
+        };
+        let layers = state
+            .layers
+            .iter()
+            .map(|l| CarriedLayer {
+                shape: l.hidden.dims(),
+                hidden: values(&l.hidden),
+                cell: l.cell.as_ref().map(values),
+            })
+            .collect();
+        Self { layers }
+    }
+
+    /// The state on `device`.
+    pub fn to_state(&self, device: &Device) -> State {
+        let tensor = |shape: [usize; 2], values: &[f32]| {
+            Tensor::<2>::from_data(TensorData::new(values.to_vec(), shape), device)
+        };
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| LayerState {
+                hidden: tensor(l.shape, &l.hidden),
+                cell: l.cell.as_ref().map(|c| tensor(l.shape, c)),
+            })
+            .collect();
+        State { layers }
+    }
+}
+
 /// An I/O error on `path`.
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
     move |source| CheckpointError::Io {
@@ -131,16 +240,28 @@ impl Checkpoint {
         format!("epoch-{epoch:03}")
     }
 
-    /// Writes a checkpoint into `checkpoints_dir/epoch-NNN`, replacing one of the same epoch.
+    /// The directory name for a checkpoint `meta` describes: `epoch-NNN` after an epoch,
+    /// `step-NNNNNNN` inside one.
+    fn name_for(meta: &CheckpointMeta) -> String {
+        match meta.within_epoch {
+            None => Self::dir_name(meta.epoch),
+            Some(_) => format!("step-{:07}", meta.step),
+        }
+    }
+
+    /// Writes a checkpoint into `checkpoints_dir` (named for `meta`), with the optimizer
+    /// state and, inside an epoch of a stream, the `carried` recurrent state.
     pub fn save(
         checkpoints_dir: &Path,
         model: &LanguageModel,
         optimizer: Option<&ModuleOptimizer>,
+        carried: Option<&State>,
         vocab: &Vocab,
         meta: CheckpointMeta,
     ) -> Result<Self, CheckpointError> {
-        let dir = checkpoints_dir.join(Self::dir_name(meta.epoch));
-        let tmp = checkpoints_dir.join(format!("{}.tmp", Self::dir_name(meta.epoch)));
+        let name = Self::name_for(&meta);
+        let dir = checkpoints_dir.join(&name);
+        let tmp = checkpoints_dir.join(format!("{name}.tmp"));
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
         }
@@ -156,14 +277,30 @@ impl Checkpoint {
                 .save(&state)
                 .map_err(record_err(&state, "cannot write the optimizer state"))?;
         }
+        if let Some(state) = carried {
+            let json = serde_json::to_string(&CarriedState::of(state))
+                .expect("a carried state serialises");
+            write_file(&tmp.join(CARRIED), json.as_bytes())?;
+        }
         vocab.save(&tmp.join(VOCAB))?;
         let json =
             serde_json::to_string_pretty(&meta).expect("a checkpoint description serialises");
-        std::fs::write(tmp.join(META), json).map_err(io_err(&tmp.join(META)))?;
+        write_file(&tmp.join(META), json.as_bytes())?;
+        sync_dir(&tmp)?;
+        // An earlier checkpoint of the same name is moved aside, not deleted, until the new
+        // one is in place.
+        let aside = checkpoints_dir.join(format!("{name}.old"));
         if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
+            if aside.exists() {
+                std::fs::remove_dir_all(&aside).map_err(io_err(&aside))?;
+            }
+            std::fs::rename(&dir, &aside).map_err(io_err(&dir))?;
         }
         std::fs::rename(&tmp, &dir).map_err(io_err(&dir))?;
+        sync_dir(checkpoints_dir)?;
+        if aside.exists() {
+            std::fs::remove_dir_all(&aside).map_err(io_err(&aside))?;
+        }
         Ok(Self { dir, meta })
     }
 
@@ -175,21 +312,48 @@ impl Checkpoint {
         Self::latest(path)?.ok_or_else(|| CheckpointError::NotFound(path.to_owned()))
     }
 
-    /// The highest-epoch checkpoint of a run directory, if it has any.
-    pub fn latest(run_dir: &Path) -> Result<Option<Self>, CheckpointError> {
+    /// The checkpoints of a run directory, oldest (fewest steps) first; an epoch's own
+    /// checkpoint comes after one taken at the same step inside it. None when the run has no
+    /// `checkpoints/` yet.
+    pub fn all(run_dir: &Path) -> Result<Vec<Self>, CheckpointError> {
         let dir = run_dir.join("checkpoints");
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            return Ok(None);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&dir)(e)),
         };
-        let best = entries
-            .filter_map(Result::ok)
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                let epoch: usize = name.strip_prefix("epoch-")?.parse().ok()?;
-                e.path().join(META).is_file().then_some((epoch, e.path()))
-            })
-            .max_by_key(|(epoch, _)| *epoch);
-        best.map(|(_, p)| Self::open_dir(&p)).transpose()
+        let mut found = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(io_err(&dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // `NAME.tmp` and `NAME.old` are saves in progress or interrupted.
+            let named = name.starts_with("epoch-") || name.starts_with("step-");
+            if named && !name.contains('.') && entry.path().join(META).is_file() {
+                found.push(Self::open_dir(&entry.path())?);
+            }
+        }
+        found.sort_by_key(|c| (c.meta.step, c.meta.within_epoch.is_none(), c.meta.epoch));
+        Ok(found)
+    }
+
+    /// The latest checkpoint of a run directory (the most steps), if it has any.
+    pub fn latest(run_dir: &Path) -> Result<Option<Self>, CheckpointError> {
+        Ok(Self::all(run_dir)?.pop())
+    }
+
+    /// The carried recurrent state saved with a checkpoint inside an epoch of a stream.
+    pub fn carried(&self, device: &Device) -> Result<Option<State>, CheckpointError> {
+        let path = self.dir.join(CARRIED);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
+        let carried: CarriedState =
+            serde_json::from_str(&text).map_err(|source| CheckpointError::Meta {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(Some(carried.to_state(device)))
     }
 
     fn open_dir(dir: &Path) -> Result<Self, CheckpointError> {

@@ -138,6 +138,11 @@ pub struct TrainConfig {
     pub max_steps: Option<u64>,
     /// Save a checkpoint, a metrics row and samples every this many epochs (and at the end).
     pub eval_every: usize,
+    /// Also save a checkpoint every this many optimizer steps, inside epochs.
+    pub checkpoint_every_steps: Option<u64>,
+    /// Keep only the newest this many checkpoints (older ones are removed once a new one is
+    /// complete); all when unset.
+    pub keep_checkpoints: Option<usize>,
 }
 
 /// The optimisation algorithm.
@@ -202,6 +207,8 @@ impl Default for TrainConfig {
             stop_loss: StopLoss::SmoothedWindowSum,
             max_steps: None,
             eval_every: 1,
+            checkpoint_every_steps: None,
+            keep_checkpoints: None,
         }
     }
 }
@@ -261,6 +268,14 @@ impl Config {
             ("data.seq_len", data.seq_len),
             ("data.batch_size", data.batch_size),
             ("train.eval_every", self.train.eval_every),
+            (
+                "train.keep_checkpoints",
+                self.train.keep_checkpoints.unwrap_or(1),
+            ),
+            (
+                "train.checkpoint_every_steps",
+                self.train.checkpoint_every_steps.map_or(1, |n| n as usize),
+            ),
         ] {
             if v == 0 {
                 bail!("`{key}` must be at least 1");

@@ -14,4 +14,4 @@ pub mod trainer;
 
 pub use cli::Args;
 pub use config::Config;
-pub use trainer::{RunSummary, run, train};
+pub use trainer::{Interrupted, RunSummary, run, train, train_until};

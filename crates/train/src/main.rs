@@ -1,6 +1,11 @@
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 
+use anyhow::Result;
 use clap::Parser;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::flag;
 
 fn main() -> ExitCode {
     // Burn loads resumed optimizer state onto its default device before moving it to the
@@ -13,11 +18,47 @@ fn main() -> ExitCode {
         unsafe { std::env::set_var("BURN_DEVICE", "flex") };
     }
     train::allocator::keep_freed_memory();
-    match train::run(&train::Args::parse()) {
-        Ok(_) => ExitCode::SUCCESS,
+    let stop = match stop_on_signals() {
+        Ok(stop) => stop,
+        Err(e) => {
+            eprintln!("error: cannot handle Ctrl-C and SIGTERM: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match train::run(&train::Args::parse(), &stop) {
+        Ok(summary) => match summary.interrupted {
+            None => ExitCode::SUCCESS,
+            Some(interrupted) => {
+                let mut args: Vec<String> = std::env::args().skip(1).collect();
+                args.retain(|a| a != "--resume");
+                println!(
+                    "checkpoint {} holds this point; continue with:\n  cargo run -p train -- {} --resume",
+                    interrupted.checkpoint.display(),
+                    args.join(" ")
+                );
+                // The shell's convention: 128 + the signal's number (130 Ctrl-C, 143 SIGTERM).
+                ExitCode::from(128 + interrupted.signal as u8)
+            }
+        },
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// The first Ctrl-C or SIGTERM sets the returned number to the signal's, and the run stops
+/// after its current step with a checkpoint; a second one exits at once (130 or 143), leaving
+/// the last complete checkpoint in place.
+fn stop_on_signals() -> Result<Arc<AtomicUsize>> {
+    let stop = Arc::new(AtomicUsize::new(0));
+    let asked = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        // Registered first, so it sees `asked` before this signal sets it: only the second
+        // signal exits.
+        flag::register_conditional_shutdown(signal, 128 + signal, Arc::clone(&asked))?;
+        flag::register(signal, Arc::clone(&asked))?;
+        flag::register_usize(signal, Arc::clone(&stop), signal as usize)?;
+    }
+    Ok(stop)
 }

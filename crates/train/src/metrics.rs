@@ -46,7 +46,11 @@ impl MetricsLog {
                 })
                 .map(str::to_owned)
                 .collect(),
-            Err(_) => Vec::new(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            // Starting over would discard the earlier epochs' rows.
+            Err(e) => {
+                return Err(e).with_context(|| format!("{}: cannot read", path.display()));
+            }
         };
         Ok(Self { path, rows })
     }

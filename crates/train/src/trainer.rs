@@ -5,6 +5,7 @@
 //! end-of-epoch hook that sees the model (the per-epoch generation callback).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -12,6 +13,8 @@ use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
 use data::Vocab;
+use model::checkpoint::EpochProgress;
+use model::recurrent::State;
 use model::{Checkpoint, CheckpointMeta, Kernels, LanguageModel, OpenDevice};
 
 use crate::Args;
@@ -22,17 +25,29 @@ use crate::pipeline::{self, PreparedData};
 use crate::progress::Progress;
 use crate::step::{evaluate, optimizer, train_step};
 
-/// What a finished run reports.
+/// What a finished or interrupted run reports.
 #[derive(Debug, Clone)]
 pub struct RunSummary {
     /// The run directory.
     pub run_dir: PathBuf,
     /// Figures of every epoch run in this invocation.
     pub epochs: Vec<EpochMetrics>,
+    /// Set when a signal stopped the run before its end.
+    pub interrupted: Option<Interrupted>,
 }
 
-/// Loads the config named on the command line, applies the flags and trains.
-pub fn run(args: &Args) -> Result<RunSummary> {
+/// A run stopped by a signal after a step, and the checkpoint it saved there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Interrupted {
+    /// The signal's number (2 for Ctrl-C's SIGINT, 15 for SIGTERM).
+    pub signal: usize,
+    /// The checkpoint that `--resume` continues from.
+    pub checkpoint: PathBuf,
+}
+
+/// Loads the config named on the command line, applies the flags and trains until the end,
+/// or until `stop` holds a signal's number (see [`train_until`]).
+pub fn run(args: &Args, stop: &AtomicUsize) -> Result<RunSummary> {
     let (mut config, config_path) = Config::load(&args.config)?;
     let settings = &mut config.train;
     settings.epochs = args.epochs.unwrap_or(settings.epochs);
@@ -50,11 +65,22 @@ pub fn run(args: &Args) -> Result<RunSummary> {
         .or_else(|| settings.out.clone())
         .unwrap_or_else(|| Path::new("runs").join(stem));
     settings.out = Some(run_dir.clone());
-    train(&config, &run_dir, args.resume)
+    train_until(&config, &run_dir, args.resume, stop)
 }
 
 /// Trains `config` into `run_dir`, resuming from its latest checkpoint when `resume`.
 pub fn train(config: &Config, run_dir: &Path, resume: bool) -> Result<RunSummary> {
+    train_until(config, run_dir, resume, &AtomicUsize::new(0))
+}
+
+/// [`train`], stopping after the step during which `stop` became non-zero (a signal's
+/// number): a checkpoint is saved at that point and the summary says so.
+pub fn train_until(
+    config: &Config,
+    run_dir: &Path,
+    resume: bool,
+    stop: &AtomicUsize,
+) -> Result<RunSummary> {
     let started = Instant::now();
     let previous = Checkpoint::latest(run_dir)?;
     if previous.is_some() && !resume {
@@ -69,10 +95,18 @@ pub fn train(config: &Config, run_dir: &Path, resume: bool) -> Result<RunSummary
     let mut summary = RunSummary {
         run_dir: run_dir.to_owned(),
         epochs: Vec::new(),
+        interrupted: None,
     };
     for epoch in run.first_epoch..=config.train.epochs {
-        let (trained, metrics, finished) = run.epoch(model, epoch, started)?;
+        let (trained, outcome) = run.epoch(model, epoch, started, stop)?;
         model = trained;
+        let (metrics, finished) = match outcome {
+            EpochEnd::Done { metrics, finished } => (metrics, finished),
+            EpochEnd::Interrupted(interrupted) => {
+                summary.interrupted = Some(interrupted);
+                return Ok(summary);
+            }
+        };
         let finished = finished
             || run.stop.after_epoch(metrics.loss, run.step, started)
             || epoch == config.train.epochs;
@@ -174,6 +208,21 @@ struct Run<'a> {
     metrics: MetricsLog,
     progress: Progress,
     stop: StopRule,
+    /// Where the first epoch resumes, from a checkpoint saved inside it.
+    resume_at: Option<(EpochProgress, Option<State>)>,
+}
+
+/// How an epoch ended.
+enum EpochEnd {
+    /// Every batch ran (or a stopping rule ended the run: `finished`).
+    Done {
+        /// The epoch's figures, without the validation loss yet.
+        metrics: EpochMetrics,
+        /// Whether a stopping rule ended the run.
+        finished: bool,
+    },
+    /// A signal stopped it after a step; a checkpoint holds that point.
+    Interrupted(Interrupted),
 }
 
 impl<'a> Run<'a> {
@@ -189,6 +238,8 @@ impl<'a> Run<'a> {
         let device = opened.device.clone().autodiff();
         device.seed(settings.seed);
         let mut optim = optimizer(settings);
+        let mut stop = StopRule::new(config, data.vocab.size());
+        let mut resume_at = None;
         let (model, first_epoch, step) = match previous {
             Some(ckpt) => {
                 if ckpt.meta.model != config.model {
@@ -201,13 +252,26 @@ impl<'a> Run<'a> {
                 }
                 let model = ckpt.load_model(&device)?;
                 optim = ckpt.load_optimizer(optim)?;
+                let meta = &ckpt.meta;
+                stop.smooth = meta.smoothed_loss.unwrap_or(stop.smooth);
+                let within = match meta.within_epoch {
+                    Some(progress) => {
+                        resume_at = Some((progress, ckpt.carried(&device)?));
+                        format!(
+                            ", {} batches into epoch {}",
+                            progress.batches,
+                            meta.epoch + 1
+                        )
+                    }
+                    None => String::new(),
+                };
                 println!(
-                    "resuming from {} (epoch {}, step {})",
+                    "resuming from {} (epoch {}, step {}{within})",
                     ckpt.dir.display(),
-                    ckpt.meta.epoch,
-                    ckpt.meta.step
+                    meta.epoch,
+                    meta.step
                 );
-                (model, ckpt.meta.epoch + 1, ckpt.meta.step)
+                (model, meta.epoch + 1, meta.step)
             }
             None => (config.model.init(data.vocab.size(), &device), 1, 0),
         };
@@ -231,7 +295,8 @@ impl<'a> Run<'a> {
             run_dir,
             metrics: MetricsLog::open(run_dir, first_epoch - 1)?,
             progress: Progress::new(settings.epochs, batches_per_epoch),
-            stop: StopRule::new(config, data.vocab.size()),
+            stop,
+            resume_at,
             opened,
             device,
             data,
@@ -243,22 +308,27 @@ impl<'a> Run<'a> {
         Ok((model, run))
     }
 
-    /// Trains one epoch; returns the model, the epoch's figures (no validation loss yet) and
-    /// whether a stopping rule ended the run inside it.
+    /// Trains one epoch (the rest of it, when resuming inside it); returns the model and
+    /// how the epoch ended.
     fn epoch(
         &mut self,
         mut model: LanguageModel,
         epoch: usize,
         started: Instant,
-    ) -> Result<(LanguageModel, EpochMetrics, bool)> {
+        stop: &AtomicUsize,
+    ) -> Result<(LanguageModel, EpochEnd)> {
         let settings = &self.config.train;
         self.progress.begin_epoch(epoch);
         let epoch_start = Instant::now();
-        let (mut loss_sum, mut weight_sum, mut positions) = (0.0f64, 0.0f64, 0usize);
-        let mut state = None;
+        let (mut sums, mut state) = self.resume_at.take().unwrap_or_default();
+        let seconds_before = sums.seconds;
         let mut finished = false;
         let batches = self.data.training.epoch(settings.seed, epoch);
-        for (i, batch) in batches.take(self.batches_per_epoch).enumerate() {
+        let batches = batches.take(self.batches_per_epoch).enumerate();
+        for (i, batch) in batches.skip(sums.batches) {
+            // Dropout's randomness depends on the step alone, so a resumed run draws the
+            // same masks as an uninterrupted one.
+            self.device.seed(step_seed(settings.seed, self.step));
             let lr = settings.learning_rate;
             let out = train_step(
                 model,
@@ -287,30 +357,91 @@ impl<'a> Run<'a> {
                     (vocab as f64).ln()
                 );
             }
-            loss_sum += out.loss * out.weight;
-            weight_sum += out.weight;
-            positions += batch.batch_size * batch.seq_len;
-            let tokens_per_s = positions as f64 / epoch_start.elapsed().as_secs_f64();
-            self.progress
-                .update(i + 1, loss_sum / weight_sum, tokens_per_s);
+            sums.batches = i + 1;
+            sums.loss_sum += out.loss * out.weight;
+            sums.weight_sum += out.weight;
+            sums.positions += batch.batch_size * batch.seq_len;
+            sums.seconds = seconds_before + epoch_start.elapsed().as_secs_f64();
+            self.progress.update(
+                i + 1,
+                sums.loss_sum / sums.weight_sum,
+                sums.positions as f64 / sums.seconds,
+            );
             let window_loss = out.loss * batch.seq_len as f64;
             finished = self.stop.after_step(window_loss, self.step, started)
                 || settings.max_steps.is_some_and(|m| self.step >= m);
+            let signal = stop.load(Ordering::SeqCst);
+            let every = settings.checkpoint_every_steps;
+            let due = every.is_some_and(|n| self.step.is_multiple_of(n))
+                && sums.batches < self.batches_per_epoch;
+            if signal != 0 || (due && !finished) {
+                self.progress.end_epoch();
+                let loss = sums.loss_sum / sums.weight_sum.max(1.0);
+                let saved = self.checkpoint(&model, epoch - 1, loss, Some(sums), state.as_ref())?;
+                if signal != 0 {
+                    println!(
+                        "stopped by signal {signal} at epoch {epoch}, step {}, after its batch {}",
+                        self.step, sums.batches
+                    );
+                    let interrupted = Interrupted {
+                        signal,
+                        checkpoint: saved.dir,
+                    };
+                    return Ok((model, EpochEnd::Interrupted(interrupted)));
+                }
+                self.progress.begin_epoch(epoch);
+            }
             if finished {
                 break;
             }
         }
         self.progress.end_epoch();
-        let seconds = epoch_start.elapsed().as_secs_f64();
         let metrics = EpochMetrics {
             epoch,
             step: self.step,
-            loss: loss_sum / weight_sum.max(1.0),
+            loss: sums.loss_sum / sums.weight_sum.max(1.0),
             val_loss: None,
-            tokens_per_s: positions as f64 / seconds,
-            seconds,
+            tokens_per_s: sums.positions as f64 / sums.seconds.max(1e-9),
+            seconds: sums.seconds,
         };
-        Ok((model, metrics, finished))
+        Ok((model, EpochEnd::Done { metrics, finished }))
+    }
+
+    /// Saves a checkpoint after `epochs_done` epochs (and `within` the next one, with the
+    /// stream's `carried` state), then removes the oldest beyond `train.keep_checkpoints`.
+    fn checkpoint(
+        &self,
+        model: &LanguageModel,
+        epochs_done: usize,
+        loss: f64,
+        within: Option<EpochProgress>,
+        carried: Option<&State>,
+    ) -> Result<Checkpoint> {
+        let config = self.config;
+        let meta = CheckpointMeta {
+            model: config.model,
+            vocab_size: self.data.vocab.size(),
+            tokenizer: config.data.tokenizer,
+            context: config.data.examples.context(config.data.seq_len),
+            epoch: epochs_done,
+            step: self.step,
+            loss,
+            within_epoch: within,
+            smoothed_loss: Some(self.stop.smooth),
+        };
+        let checkpoints = self.run_dir.join("checkpoints");
+        let vocab = &self.data.vocab;
+        let optim = Some(&self.optim);
+        let saved = Checkpoint::save(&checkpoints, model, optim, carried, vocab, meta)?;
+        println!("checkpoint {}", saved.dir.display());
+        if let Some(keep) = config.train.keep_checkpoints {
+            let all = Checkpoint::all(self.run_dir)?;
+            for old in &all[..all.len().saturating_sub(keep)] {
+                std::fs::remove_dir_all(&old.dir)
+                    .with_context(|| format!("{}: cannot remove", old.dir.display()))?;
+            }
+        }
+        Ok(saved)
     }
 
     /// The end of an evaluated epoch: the validation loss, the log line and metrics row, a
@@ -335,21 +466,16 @@ impl<'a> Run<'a> {
         );
         self.metrics.push(m)?;
         curves::plot_run(self.run_dir)?;
-        let meta = CheckpointMeta {
-            model: config.model,
-            vocab_size: self.data.vocab.size(),
-            tokenizer: config.data.tokenizer,
-            context: config.data.examples.context(config.data.seq_len),
-            epoch: m.epoch,
-            step: m.step,
-            loss: m.loss,
-        };
-        let checkpoints = self.run_dir.join("checkpoints");
-        let vocab = &self.data.vocab;
-        let saved = Checkpoint::save(&checkpoints, model, Some(&self.optim), vocab, meta)?;
-        println!("checkpoint {}", saved.dir.display());
+        self.checkpoint(model, m.epoch, m.loss, None, None)?;
         let device = &self.opened.device;
-        generate_samples(model, vocab, config, device, m.epoch, self.run_dir)?;
+        generate_samples(
+            model,
+            &self.data.vocab,
+            config,
+            device,
+            m.epoch,
+            self.run_dir,
+        )?;
         Ok(m)
     }
 }
@@ -396,6 +522,11 @@ impl StopRule {
         }
         hit
     }
+}
+
+/// The seed of the device's random numbers (dropout) for optimizer step `step`.
+fn step_seed(seed: u64, step: u64) -> u64 {
+    seed ^ (step + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// An error unless the checkpoint's vocabulary is the one the corpus builds now.

@@ -1,0 +1,234 @@
+//! The `train` binary interrupted for real: Ctrl-C and SIGTERM save a checkpoint and exit 130
+//! and 143, `kill -9` at random moments never leaves a checkpoint that does not load, and a
+//! full disk stops the run with an error naming the file while the last checkpoint still
+//! loads. Every interrupted run resumes to the same weights as one that never stopped.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use model::Checkpoint;
+use model::burn::tensor::Device;
+
+/// A fresh scratch directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lstm-train-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A small recipe config in `dir`: `epochs` epochs of 12 batches, a checkpoint every 5 steps.
+fn config(dir: &Path, epochs: usize) -> PathBuf {
+    let corpus =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/epicurious/recipes.json.gz");
+    let text = format!(
+        r#"[corpus]
+path = "{}"
+max_records = 400
+
+[data]
+vocab_size = 400
+seq_len = 32
+batch_size = 16
+
+[model]
+embedding_dim = 16
+hidden_size = 64
+
+[train]
+epochs = {epochs}
+learning_rate = 0.01
+max_batches_per_epoch = 12
+checkpoint_every_steps = 5
+
+[generate]
+max_tokens = 8
+"#,
+        corpus.display()
+    );
+    let path = dir.join("small.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The `train` binary with `--config CONFIG --out RUN` and `extra` flags.
+fn train(config: &Path, run: &Path, extra: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_train"));
+    command
+        .arg("--config")
+        .arg(config)
+        .arg("--out")
+        .arg(run)
+        .args(extra);
+    command
+}
+
+/// Starts `command` with its output piped and waits until it has taken its first step.
+fn start_and_wait_for_training(mut command: Command) -> Child {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut lines = stdout.lines();
+    for line in lines.by_ref() {
+        if line.unwrap().starts_with("first-step loss") {
+            break;
+        }
+    }
+    // Keep reading so the child never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    child
+}
+
+/// What every checkpoint of `run` outputs for a fixed input; panics naming one that does not
+/// load.
+fn outputs(dir: &Path) -> Vec<f32> {
+    let device = Device::flex();
+    let checkpoint = Checkpoint::open(dir).unwrap();
+    let (model, _) = checkpoint
+        .load(&device)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let ids = model::ids_tensor(&[2, 3, 4, 5, 6, 7, 1, 9], [2, 4], &device);
+    model
+        .forward(ids, None)
+        .0
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap()
+}
+
+fn final_outputs(run: &Path) -> Vec<f32> {
+    outputs(&Checkpoint::latest(run).unwrap().unwrap().dir)
+}
+
+fn run_to_end(command: &mut Command) -> Output {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// Ctrl-C (SIGINT) and SIGTERM: the step finishes, a checkpoint is saved there, the log
+/// prints the resume command, and the exit code is 128 + the signal.
+#[test]
+fn a_signal_saves_a_checkpoint_and_resuming_ends_where_an_unbroken_run_does() {
+    let dir = scratch("signals");
+    let config = config(&dir, 3);
+    let whole = dir.join("whole");
+    run_to_end(&mut train(&config, &whole, &[]));
+
+    for (signal, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let run = dir.join(format!("signal-{signal}"));
+        let child = start_and_wait_for_training(train(&config, &run, &[]));
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(output.status.code(), Some(code));
+        let saved = Checkpoint::latest(&run)
+            .unwrap()
+            .expect("a checkpoint at the signal");
+        assert!(saved.meta.within_epoch.is_some(), "{saved:?}");
+        let resumed = run_to_end(&mut train(&config, &run, &["--resume"]));
+        let log = String::from_utf8_lossy(&resumed.stdout);
+        assert!(log.contains("resuming from"), "{log}");
+        assert!(
+            final_outputs(&whole) == final_outputs(&run),
+            "signal {signal}"
+        );
+    }
+}
+
+/// The resume command is printed with the flags the run was given.
+#[test]
+fn the_log_prints_the_command_that_resumes() {
+    let dir = scratch("resume-command");
+    let config = config(&dir, 3);
+    let run = dir.join("run");
+    let mut command = train(&config, &run, &[]);
+    let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut log = Vec::new();
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        if line.starts_with("first-step loss") {
+            // SAFETY: sending a signal to our own child process.
+            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        }
+        log.push(line);
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let expected = format!(
+        "cargo run -p train -- --config {} --out {} --resume",
+        config.display(),
+        run.display()
+    );
+    assert!(log.iter().any(|l| l.trim() == expected), "{log:#?}");
+}
+
+/// `kill -9` at random moments, during steps and checkpoint writes: every checkpoint left
+/// behind loads, and resuming each time finishes with the unbroken run's weights.
+#[test]
+fn kill_9_never_leaves_a_checkpoint_that_does_not_load() {
+    let dir = scratch("kill-9");
+    let config = config(&dir, 4);
+    let whole = dir.join("whole");
+    run_to_end(&mut train(&config, &whole, &[]));
+
+    let run = dir.join("killed");
+    // Milliseconds after the first step; a fixed list keeps the test reproducible.
+    for (kill, wait_ms) in [0, 35, 80, 150, 260].into_iter().enumerate() {
+        let flags: &[&str] = if kill == 0 { &[] } else { &["--resume"] };
+        let mut child = start_and_wait_for_training(train(&config, &run, flags));
+        std::thread::sleep(Duration::from_millis(wait_ms));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        for checkpoint in Checkpoint::all(&run).unwrap() {
+            outputs(&checkpoint.dir);
+        }
+    }
+    run_to_end(&mut train(&config, &run, &["--resume"]));
+    assert!(final_outputs(&whole) == final_outputs(&run));
+}
+
+/// A write that fails (a file-size limit stands in for a full disk) stops the run with an
+/// error naming the file and the system's reason; the previous checkpoint still loads.
+#[test]
+fn a_full_disk_stops_the_run_with_the_file_named_and_the_last_checkpoint_intact() {
+    let dir = scratch("disk-full");
+    let config = config(&dir, 2);
+    let run = dir.join("run");
+    run_to_end(&mut train(&config, &run, &["--epochs", "1"]));
+    let before = final_outputs(&run);
+
+    let mut command = train(&config, &run, &["--resume"]);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            // Writes past 64 KiB fail with EFBIG instead of killing the process.
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let limit = libc::rlimit {
+                rlim_cur: 64 << 10,
+                rlim_max: 64 << 10,
+            };
+            libc::setrlimit(libc::RLIMIT_FSIZE, &limit);
+            Ok(())
+        });
+    }
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("model.bpk") && stderr.contains("File too large"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(final_outputs(&run) == before);
+}
