@@ -122,3 +122,54 @@ fn device_choices_are_checked_before_anything_is_written() {
     let e = run(&config);
     assert!(e.contains("small.toml") && e.contains("opengl"), "{e}");
 }
+
+/// Every out-of-range value is refused before anything is written, naming its key.
+#[test]
+fn out_of_range_values_name_their_key() {
+    let dir = scratch("out-of-range");
+    let base = std::fs::read_to_string(small_config(&dir, "")).unwrap();
+    let cases = [
+        ("[data]", "vocab_size = 2", "data.vocab_size"),
+        ("[data]", "seq_len = 0", "data.seq_len"),
+        ("[data]", "batch_size = 0", "data.batch_size"),
+        ("[data]", "validation = 1.0", "data.validation"),
+        ("[model]", "dropout = 1.0", "model.dropout"),
+        ("[model]", "num_layers = 0", "model.num_layers"),
+        ("[train]", "learning_rate = 0.0", "train.learning_rate"),
+        (
+            "[train]",
+            "checkpoint_every_steps = 0",
+            "train.checkpoint_every_steps",
+        ),
+        ("[train]", "keep_checkpoints = 0", "train.keep_checkpoints"),
+        (
+            "[train]",
+            "early_stopping_patience = 2",
+            "train.early_stopping_patience",
+        ),
+        (
+            "[generate]",
+            "temperatures = [0.0]",
+            "generate.temperatures",
+        ),
+        ("[generate]", "max_tokens = 0", "generate.max_tokens"),
+    ];
+    for (section, line, key) in cases {
+        let config = dir.join("case.toml");
+        // The small config's own value of the key, if any, makes way.
+        let name = line.split(' ').next().unwrap();
+        let kept: Vec<&str> = base
+            .lines()
+            .filter(|l| !l.starts_with(&format!("{name} =")))
+            .collect();
+        let text = kept.join("\n") + "\n";
+        let text = text.replace(&format!("{section}\n"), &format!("{section}\n{line}\n"));
+        std::fs::write(&config, text).unwrap();
+        let e = run(&config);
+        assert!(e.contains(key) && e.contains("case.toml"), "{line}: {e}");
+        assert!(
+            !dir.join("run").exists(),
+            "{line}: the run directory was created"
+        );
+    }
+}

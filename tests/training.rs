@@ -412,3 +412,77 @@ fn checkpoints_every_n_steps_and_only_the_newest_kept() {
     });
     assert_eq!(names(&run), ["step-0000006", "epoch-002"]);
 }
+
+/// `inference score` on the held-out text alone gives the validation loss the trainer logged,
+/// with the training vocabulary (held-out words it lacks count as [UNK]).
+#[test]
+fn score_gives_the_validation_loss_of_the_same_text() {
+    let dir = scratch("score");
+    let shakespeare = e2e::root().join("datasets/tinyshakespeare/input.txt.gz");
+    let text = data::files::read_text(&shakespeare).unwrap();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .take(400)
+        .collect();
+    let corpus = dir.join("lines.txt");
+    std::fs::write(&corpus, lines.join("\n")).unwrap();
+    let held_out = dir.join("held-out.txt");
+    std::fs::write(&held_out, lines[360..].join("\n")).unwrap();
+    let (run, summary) = train_small("score-run", |c| {
+        c.corpus.path = corpus.clone();
+        c.corpus.max_records = None;
+        c.data.validation = 0.1;
+        c.generate.prompts = vec!["first".into()];
+    });
+    let logged = summary.epochs.last().unwrap().val_loss.unwrap();
+    let scored = inference(&["score", "--checkpoint", s(&run), s(&held_out), s(&corpus)]).unwrap();
+    let rows: Vec<Vec<&str>> = scored.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(rows[0], ["file", "tokens", "loss", "perplexity", "unknown"]);
+    assert_eq!(rows[1][0], s(&held_out));
+    let loss: f64 = rows[1][2].parse().unwrap();
+    assert!(
+        (loss - logged).abs() < 1e-3,
+        "scored {loss}, logged {logged}"
+    );
+    assert!(rows[1][4] != "0.00%", "{scored}");
+    assert_eq!(rows[3][0], "total");
+}
+
+/// `train.early_stopping_patience`: a small model that overfits a few records stops once its
+/// validation loss has not improved for two evaluations; `--best` picks the best checkpoint.
+#[test]
+fn early_stopping_keeps_the_best_checkpoint() {
+    let (run, summary) = train_small("early-stopping", |c| {
+        c.corpus.max_records = Some(60);
+        c.data.validation = 0.5;
+        c.model.hidden_size = 64;
+        c.train.learning_rate = 0.03;
+        c.train.epochs = 60;
+        c.train.early_stopping_patience = Some(2);
+        c.train.keep_checkpoints = Some(1);
+    });
+    let epochs = summary.epochs.len();
+    assert!(epochs < 60, "no early stop in {epochs} epochs");
+    let val: Vec<f64> = summary.epochs.iter().map(|m| m.val_loss.unwrap()).collect();
+    let best_epoch = 1
+        + (0..epochs)
+            .min_by(|&a, &b| val[a].total_cmp(&val[b]))
+            .unwrap();
+    assert_eq!(best_epoch, epochs - 2, "{val:?}");
+    let best = model::Checkpoint::best(&run).unwrap().unwrap();
+    assert_eq!(best.meta.epoch, best_epoch);
+    // Only the newest is kept, and the best besides.
+    assert_eq!(model::Checkpoint::all(&run).unwrap().len(), 2);
+    let text = inference(&[
+        "generate",
+        "--checkpoint",
+        s(&run),
+        "--best",
+        "--prompt",
+        "recipe for",
+        "--greedy",
+    ])
+    .unwrap();
+    assert!(text.starts_with("recipe for"), "{text}");
+}

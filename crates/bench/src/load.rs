@@ -96,6 +96,7 @@ fn serve_here(args: &LoadArgs, checkpoint: &std::path::Path) -> Result<SocketAdd
     inference::serve_in_background(&ServeArgs {
         model: ModelSource {
             checkpoint: checkpoint.to_owned(),
+            best: false,
             device: args.device.clone(),
         },
         addr: "127.0.0.1:0".into(),

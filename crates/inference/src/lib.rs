@@ -35,6 +35,19 @@ pub enum Command {
     Plot(PlotArgs),
     /// Serve the model over HTTP: OpenAI-style completions (streamed or not), next-word tables.
     Serve(ServeArgs),
+    /// The model's loss, perplexity and unknown-token share on text files, read as its run's
+    /// training data was.
+    Score(ScoreArgs),
+}
+
+/// `inference score` flags.
+#[derive(Debug, Clone, Args)]
+pub struct ScoreArgs {
+    #[command(flatten)]
+    pub model: ModelSource,
+    /// Files to score, in the run's corpus format (`corpus.format`, `corpus.template`).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
 }
 
 /// `inference plot` flags.
@@ -61,6 +74,9 @@ pub struct ModelSource {
     /// A run directory (its latest checkpoint is used) or one checkpoint directory.
     #[arg(long)]
     pub checkpoint: PathBuf,
+    /// With a run directory: its best checkpoint (lowest validation loss) instead.
+    #[arg(long)]
+    pub best: bool,
     /// Backend and wgpu adapter (default: flex).
     #[command(flatten)]
     pub device: DeviceArgs,
@@ -158,6 +174,7 @@ pub fn run(cli: &Cli) -> Result<String> {
         Command::Probs(args) => probs(args),
         Command::Trace(args) => trace(args),
         Command::Plot(args) => Ok(format!("{}\n", curves::plot_run(&args.run)?.display())),
+        Command::Score(args) => score(args),
         Command::Serve(_) => bail!("`serve` runs from the binary's main, which owns the runtime"),
     }
 }
@@ -166,12 +183,7 @@ pub fn run(cli: &Cli) -> Result<String> {
 pub fn served_model(args: &ServeArgs) -> Result<(server::ServedModel, server::Limits)> {
     let loaded = Loaded::open(&args.model)?;
     let dir = &loaded.ckpt.dir;
-    // A checkpoint lives in RUN/checkpoints/epoch-NNN; the run directory holds its record.
-    let run_dir = dir
-        .parent()
-        .filter(|p| p.file_name().is_some_and(|n| n == "checkpoints"))
-        .and_then(|p| p.parent())
-        .map(PathBuf::from);
+    let run_dir = run_dir_of(dir);
     let name = run_dir
         .as_deref()
         .unwrap_or(dir)
@@ -212,6 +224,60 @@ pub fn serve_in_background(args: &ServeArgs) -> Result<SocketAddr> {
     Ok(addr)
 }
 
+/// The run directory of the checkpoint `dir`: checkpoints live in RUN/checkpoints/NAME.
+fn run_dir_of(dir: &Path) -> Option<PathBuf> {
+    dir.parent()
+        .filter(|p| p.file_name().is_some_and(|n| n == "checkpoints"))
+        .and_then(|p| p.parent())
+        .map(PathBuf::from)
+}
+
+/// Per file and in total: tokens, mean loss per counted token, perplexity and the share of
+/// tokens outside the vocabulary, each file read with the run's corpus and data settings.
+fn score(args: &ScoreArgs) -> Result<String> {
+    let loaded = Loaded::open(&args.model)?;
+    let run_dir = run_dir_of(&loaded.ckpt.dir).ok_or_else(|| {
+        anyhow!(
+            "{}: score needs a checkpoint inside a run directory, whose config.toml says how its text was read",
+            loaded.ckpt.dir.display()
+        )
+    })?;
+    let (config, _) = train::Config::load(&run_dir.join("config.toml"))?;
+    let model = &loaded.model;
+    let mut out = String::from("file\ttokens\tloss\tperplexity\tunknown\n");
+    let (mut loss_total, mut counted_total, mut tokens_total, mut unknown_total) = (0.0, 0.0, 0, 0);
+    let mut line = |name: &str, loss: f64, counted: f64, tokens: usize, unknown: usize| {
+        let mean = loss / counted.max(1.0);
+        let share = 100.0 * unknown as f64 / tokens.max(1) as f64;
+        let _ = writeln!(
+            out,
+            "{name}\t{tokens}\t{mean:.4}\t{:.2}\t{share:.2}%",
+            mean.exp()
+        );
+    };
+    for file in &args.files {
+        let mut settings = config.clone();
+        settings.corpus.path = file.clone();
+        settings.corpus.max_records = None;
+        let (data, tokens, unknown) = train::pipeline::encode_with(&settings, &loaded.vocab)
+            .with_context(|| format!("{}: cannot score", file.display()))?;
+        let (loss, counted) = train::step::loss_sums(model, &data, &loaded.device);
+        line(&file.display().to_string(), loss, counted, tokens, unknown);
+        (loss_total, counted_total) = (loss_total + loss, counted_total + counted);
+        (tokens_total, unknown_total) = (tokens_total + tokens, unknown_total + unknown);
+    }
+    if args.files.len() > 1 {
+        line(
+            "total",
+            loss_total,
+            counted_total,
+            tokens_total,
+            unknown_total,
+        );
+    }
+    Ok(out)
+}
+
 /// The `[generate] prompts` of the run's `config.toml`, or none when it cannot be read.
 fn run_prompts(run_dir: &Path) -> Vec<String> {
     let Ok(text) = std::fs::read_to_string(run_dir.join("config.toml")) else {
@@ -245,7 +311,15 @@ impl Loaded {
         if spec.backend == BackendKind::Wgpu {
             eprintln!("device: {opened}");
         }
-        let ckpt = Checkpoint::open(&source.checkpoint)?;
+        let ckpt = match source.best {
+            false => Checkpoint::open(&source.checkpoint)?,
+            true => Checkpoint::best(&source.checkpoint)?.ok_or_else(|| {
+                anyhow!(
+                    "{}: --best: this run records no best checkpoint (a run records one when its config holds data.validation out)",
+                    source.checkpoint.display()
+                )
+            })?,
+        };
         let (model, vocab) = ckpt.load(&opened.device)?;
         Ok(Self {
             model,

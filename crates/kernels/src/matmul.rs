@@ -3,7 +3,7 @@
 //! crates.io, else the pure-Rust `gemm` crate that flex uses. On a 2-core AVX2 machine
 //! OpenBLAS multiplies the output layer's matrices about 3x faster. [`select`] pins either.
 
-use std::ffi::{c_char, c_int, c_void};
+use std::ffi::{CStr, c_char, c_int, c_void};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -31,32 +31,95 @@ const ROW_MAJOR: c_int = 101;
 const NO_TRANS: c_int = 111;
 const TRANS: c_int = 112;
 
-unsafe extern "C" {
-    fn dlopen(filename: *const c_char, flag: c_int) -> *mut c_void;
-    fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
+/// OpenBLAS's `cblas_sgemm`, or why it is not used (looked up and checked once).
+fn openblas() -> Result<Sgemm, &'static str> {
+    static LOADED: OnceLock<Result<Sgemm, String>> = OnceLock::new();
+    match LOADED.get_or_init(load_openblas) {
+        Ok(sgemm) => Ok(*sgemm),
+        Err(why) => Err(why.as_str()),
+    }
 }
 
-/// OpenBLAS's `cblas_sgemm`, if a library provides it (looked up once).
-fn openblas() -> Option<Sgemm> {
-    static SGEMM: OnceLock<Option<Sgemm>> = OnceLock::new();
-    *SGEMM.get_or_init(|| {
-        const RTLD_NOW: c_int = 2;
-        for name in [c"libopenblas.so.0", c"libopenblas.so"] {
-            // SAFETY: dlopen/dlsym with NUL-terminated names; the symbol has cblas_sgemm's
-            // C signature in every OpenBLAS release.
-            unsafe {
-                let lib = dlopen(name.as_ptr(), RTLD_NOW);
-                if lib.is_null() {
-                    continue;
-                }
-                let f = dlsym(lib, c"cblas_sgemm".as_ptr());
-                if !f.is_null() {
-                    return Some(std::mem::transmute::<*mut c_void, Sgemm>(f));
+/// Loads the system's OpenBLAS and checks it: a build with 64-bit integers (which this
+/// program would call with 32-bit ones) is refused, and so is one whose product of two small
+/// matrices disagrees with the `gemm` crate's.
+#[cfg(unix)]
+fn load_openblas() -> Result<Sgemm, String> {
+    unsafe extern "C" {
+        fn dlopen(filename: *const c_char, flag: c_int) -> *mut c_void;
+        fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
+        fn dlerror() -> *const c_char;
+    }
+    /// The dynamic loader's last error.
+    fn last_error() -> String {
+        // SAFETY: dlerror returns NULL or a NUL-terminated message valid until the next call.
+        let message = unsafe { dlerror() };
+        match message.is_null() {
+            true => "unknown error".into(),
+            // SAFETY: as above.
+            false => unsafe { CStr::from_ptr(message) }
+                .to_string_lossy()
+                .into_owned(),
+        }
+    }
+    const RTLD_NOW: c_int = 2;
+    let mut failures = Vec::new();
+    for name in [c"libopenblas.so.0", c"libopenblas.so"] {
+        let shown = name.to_string_lossy();
+        // SAFETY: dlopen/dlsym with NUL-terminated names; `cblas_sgemm` has the C signature
+        // `Sgemm` and `openblas_get_config` returns a NUL-terminated string in every OpenBLAS
+        // release.
+        unsafe {
+            let lib = dlopen(name.as_ptr(), RTLD_NOW);
+            if lib.is_null() {
+                failures.push(last_error());
+                continue;
+            }
+            let f = dlsym(lib, c"cblas_sgemm".as_ptr());
+            if f.is_null() {
+                return Err(format!("{shown}: {}", last_error()));
+            }
+            let config = dlsym(lib, c"openblas_get_config".as_ptr());
+            if !config.is_null() {
+                let get = std::mem::transmute::<*mut c_void, unsafe extern "C" fn() -> *const c_char>(
+                    config,
+                );
+                let text = CStr::from_ptr(get()).to_string_lossy();
+                if text.contains("USE64BITINT") {
+                    return Err(format!(
+                        "{shown} is built with 64-bit integers ({text}); this program passes 32-bit ones"
+                    ));
                 }
             }
+            let sgemm = std::mem::transmute::<*mut c_void, Sgemm>(f);
+            return agrees_with_gemm(sgemm)
+                .map(|()| sgemm)
+                .map_err(|e| format!("{shown}: {e}"));
         }
-        None
-    })
+    }
+    Err(failures.join("; "))
+}
+
+#[cfg(not(unix))]
+fn load_openblas() -> Result<Sgemm, String> {
+    Err("OpenBLAS is loaded at run time on Unix only".into())
+}
+
+/// Whether `sgemm` multiplies two small matrices as the `gemm` crate does.
+fn agrees_with_gemm(sgemm: Sgemm) -> Result<(), String> {
+    let [m, n, k] = [3, 5, 4];
+    let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
+    let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.71).cos()).collect();
+    let [mut theirs, mut ours] = [vec![0.5f32; m * n], vec![0.5f32; m * n]];
+    let (a, b) = (Operand::rows(&a, k), Operand::rows(&b, n));
+    product(Some(sgemm), &mut theirs, [m, n, k], a, b, true);
+    product(None, &mut ours, [m, n, k], a, b, true);
+    match theirs.iter().zip(&ours).all(|(x, y)| (x - y).abs() < 1e-4) {
+        true => Ok(()),
+        false => Err(format!(
+            "a test product disagrees with the gemm crate's: {theirs:?} vs {ours:?}"
+        )),
+    }
 }
 
 /// Which library multiplies the fused operations' matrices.
@@ -75,27 +138,35 @@ pub enum Matmul {
 /// A matrix-product library that was asked for and cannot be had.
 #[derive(Debug, thiserror::Error)]
 pub enum MatmulError {
-    /// `openblas` was asked for and no `libopenblas.so` could be loaded.
+    /// `openblas` was asked for and the system's OpenBLAS could not be loaded or was refused.
     #[error(
-        "matmul `openblas`: no libopenblas.so.0 could be loaded (install it, e.g. `apt install libopenblas0`, or use `auto` or `builtin`)"
+        "matmul `openblas`: the system's OpenBLAS cannot be used ({0}); install it (e.g. `apt install libopenblas0`), or use `auto` or `builtin`"
     )]
-    OpenblasMissing,
+    OpenblasUnusable(String),
 }
 
 /// Whether products go through OpenBLAS (set by [`select`]; before it, when it is installed).
 static USE_OPENBLAS: AtomicU8 = AtomicU8::new(UNSET);
 const UNSET: u8 = 2;
 
-/// Makes `choice` the library of every later product in this process; returns its name.
-pub fn select(choice: Matmul) -> Result<&'static str, MatmulError> {
-    let openblas = match choice {
-        Matmul::Auto => openblas().is_some(),
-        Matmul::Openblas if openblas().is_none() => return Err(MatmulError::OpenblasMissing),
-        Matmul::Openblas => true,
-        Matmul::Builtin => false,
+/// Makes `choice` the library of every later product in this process; says which it is
+/// (with `auto`, also why the system's OpenBLAS is not used, when it is not).
+pub fn select(choice: Matmul) -> Result<String, MatmulError> {
+    let (openblas, why_not) = match (choice, openblas()) {
+        (Matmul::Auto, Ok(_)) => (true, None),
+        (Matmul::Auto, Err(why)) => (false, Some(why)),
+        (Matmul::Openblas, Err(why)) => return Err(MatmulError::OpenblasUnusable(why.into())),
+        (Matmul::Openblas, Ok(_)) => (true, None),
+        (Matmul::Builtin, _) => (false, None),
     };
     USE_OPENBLAS.store(u8::from(openblas), Ordering::Relaxed);
-    Ok(implementation())
+    Ok(match why_not {
+        None => implementation().to_owned(),
+        Some(why) => format!(
+            "{} (the system's OpenBLAS is not used: {why})",
+            implementation()
+        ),
+    })
 }
 
 /// The library [`matmul`] uses now: `"OpenBLAS"` or `"gemm"`.
@@ -111,7 +182,7 @@ pub fn implementation() -> &'static str {
 fn sgemm() -> Option<Sgemm> {
     match USE_OPENBLAS.load(Ordering::Relaxed) {
         0 => None,
-        _ => openblas(),
+        _ => openblas().ok(),
     }
 }
 
@@ -252,8 +323,8 @@ mod tests {
             }
         }
         let implementations: Vec<Option<Sgemm>> = match openblas() {
-            Some(sgemm) => vec![Some(sgemm), None],
-            None => vec![None],
+            Ok(sgemm) => vec![Some(sgemm), None],
+            Err(_) => vec![None],
         };
         for sgemm in implementations {
             let a_ops = [Operand::rows(&a, k), Operand::transposed(&a_t, m)];

@@ -31,6 +31,8 @@ const MODEL: &str = "model.bpk";
 const OPTIMIZER: &str = "optimizer.bpk";
 const VOCAB: &str = "vocab.txt";
 const CARRIED: &str = "carried.json";
+/// `checkpoints/best`: the name of the checkpoint with the lowest validation loss.
+const BEST: &str = "best";
 
 /// What a checkpoint records besides the tensors.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -130,9 +132,9 @@ pub enum CheckpointError {
         /// The JSON error.
         source: serde_json::Error,
     },
-    /// The vocabulary file could not be read or written.
+    /// The vocabulary file (or the best-checkpoint pointer) could not be read or written.
     #[error(transparent)]
-    Vocab(#[from] data::DataError),
+    Data(#[from] data::DataError),
     /// The vocabulary does not match the model's size.
     #[error("{}: vocabulary mismatch: {entries} entries, but the model was trained on {expected}", path.display())]
     VocabSize {
@@ -339,6 +341,24 @@ impl Checkpoint {
     /// The latest checkpoint of a run directory (the most steps), if it has any.
     pub fn latest(run_dir: &Path) -> Result<Option<Self>, CheckpointError> {
         Ok(Self::all(run_dir)?.pop())
+    }
+
+    /// Records this checkpoint as its run's best: `checkpoints/best` names it.
+    pub fn mark_best(&self) -> Result<(), CheckpointError> {
+        let name = self.dir.file_name().unwrap_or_default().to_string_lossy();
+        let pointer = self.dir.with_file_name(BEST);
+        Ok(data::files::write_atomic(&pointer, name.as_bytes())?)
+    }
+
+    /// The checkpoint a run recorded as its best (lowest validation loss), if it has one.
+    pub fn best(run_dir: &Path) -> Result<Option<Self>, CheckpointError> {
+        let pointer = run_dir.join("checkpoints").join(BEST);
+        let name = match std::fs::read_to_string(&pointer) {
+            Ok(name) => name,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(&pointer)(e)),
+        };
+        Self::open_dir(&run_dir.join("checkpoints").join(name.trim())).map(Some)
     }
 
     /// The carried recurrent state saved with a checkpoint inside an epoch of a stream.

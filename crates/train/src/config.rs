@@ -141,8 +141,11 @@ pub struct TrainConfig {
     /// Also save a checkpoint every this many optimizer steps, inside epochs.
     pub checkpoint_every_steps: Option<u64>,
     /// Keep only the newest this many checkpoints (older ones are removed once a new one is
-    /// complete); all when unset.
+    /// complete, never the best); all when unset.
     pub keep_checkpoints: Option<usize>,
+    /// Stop when the validation loss has not improved for this many evaluations (needs
+    /// `data.validation`); the best checkpoint is named in `checkpoints/best`.
+    pub early_stopping_patience: Option<usize>,
 }
 
 /// The optimisation algorithm.
@@ -209,6 +212,7 @@ impl Default for TrainConfig {
             eval_every: 1,
             checkpoint_every_steps: None,
             keep_checkpoints: None,
+            early_stopping_patience: None,
         }
     }
 }
@@ -268,6 +272,7 @@ impl Config {
             ("data.seq_len", data.seq_len),
             ("data.batch_size", data.batch_size),
             ("train.eval_every", self.train.eval_every),
+            ("generate.max_tokens", self.generate.max_tokens),
             (
                 "train.keep_checkpoints",
                 self.train.keep_checkpoints.unwrap_or(1),
@@ -289,6 +294,11 @@ impl Config {
         }
         if !(0.0..1.0).contains(&data.validation) {
             bail!("`data.validation` must be a fraction in [0, 1)");
+        }
+        if self.train.early_stopping_patience.is_some() && data.validation == 0.0 {
+            bail!(
+                "`train.early_stopping_patience` watches the validation loss: set `data.validation` above 0"
+            );
         }
         self.model.check()?;
         if self.train.clip_value.is_some() && self.train.clip_norm.is_some() {

@@ -55,6 +55,17 @@ impl MetricsLog {
         Ok(Self { path, rows })
     }
 
+    /// The validation loss of every kept row that has one, with its epoch.
+    pub fn val_losses(&self) -> Vec<(usize, f64)> {
+        self.rows
+            .iter()
+            .filter_map(|row| {
+                let fields: Vec<&str> = row.split(',').collect();
+                Some((fields.first()?.parse().ok()?, fields.get(4)?.parse().ok()?))
+            })
+            .collect()
+    }
+
     /// Appends a row and rewrites the file.
     pub fn push(&mut self, m: EpochMetrics) -> Result<()> {
         let (val_loss, val_perplexity) = m.val_loss.map_or((String::new(), String::new()), |v| {

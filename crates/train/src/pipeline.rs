@@ -9,7 +9,7 @@ use crate::dataset::Dataset;
 
 /// A config's corpus, encoded and ready for training.
 pub struct PreparedData {
-    /// The vocabulary the corpus builds.
+    /// The vocabulary the training part builds.
     pub vocab: Vocab,
     /// The training examples.
     pub training: Dataset,
@@ -23,8 +23,10 @@ pub struct PreparedData {
 pub fn prepare(config: &Config) -> Result<PreparedData> {
     let (tokenized, source) = tokenize(config)?;
     let settings = &config.data;
-    let vocab = Vocab::build(tokenized.iter().flatten(), settings.vocab_size);
     let (training, held_out) = split_validation(tokenized, settings.validation, settings.examples);
+    // From the training part only: held-out words the model never saw count as [UNK], so the
+    // validation loss is not flattered.
+    let vocab = Vocab::build(training.iter().flatten(), settings.vocab_size);
     let encode = |part: &[Vec<String>]| Dataset::new(part, &vocab, settings, settings.batch_size);
     let training = encode(&training)?;
     let validation = match held_out.iter().map(Vec::len).sum::<usize>() {
@@ -37,6 +39,20 @@ pub fn prepare(config: &Config) -> Result<PreparedData> {
         validation,
         source,
     })
+}
+
+/// The whole corpus of `config` encoded with an existing vocabulary (a checkpoint's, to score
+/// text with it): the examples, the tokens read and how many of them `vocab` lacks.
+pub fn encode_with(config: &Config, vocab: &Vocab) -> Result<(Dataset, usize, usize)> {
+    let (tokenized, _) = tokenize(config)?;
+    let tokens = tokenized.iter().map(Vec::len).sum();
+    let unknown = tokenized
+        .iter()
+        .flatten()
+        .filter(|t| !vocab.contains(t))
+        .count();
+    let data = Dataset::new(&tokenized, vocab, &config.data, config.data.batch_size)?;
+    Ok((data, tokens, unknown))
 }
 
 /// The corpus as token lists (one per record, or a single one for a stream) and a line saying
@@ -78,4 +94,28 @@ fn split_validation(
     }
     let held_out = tokenized.split_off(keep(tokenized.len()));
     (tokenized, held_out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use data::CorpusSpec;
+
+    #[test]
+    fn the_vocabulary_comes_from_the_training_part_only() {
+        let path = std::env::temp_dir().join(format!("lstm-vocab-{}.txt", std::process::id()));
+        std::fs::write(
+            &path,
+            "salt and pepper\nsalt and oil\npepper and oil\nzebra cake\n",
+        )
+        .unwrap();
+        let mut config = Config::textbook(CorpusSpec::new(&path));
+        config.data.validation = 0.25;
+        config.data.seq_len = 4;
+        let data = prepare(&config).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert!(data.vocab.contains("oil"));
+        assert!(!data.vocab.contains("zebra") && !data.vocab.contains("cake"));
+        assert_eq!(data.validation.map(|v| v.examples()), Some(1));
+    }
 }

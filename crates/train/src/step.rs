@@ -90,6 +90,12 @@ pub fn batch_loss(
 /// Mean loss of `model` (without autodiff) over every batch of `data`, the state carried
 /// between windows of a stream.
 pub fn evaluate(model: &LanguageModel, data: &Dataset, device: &Device) -> f64 {
+    let (loss_sum, weight_sum) = loss_sums(model, data, device);
+    loss_sum / weight_sum.max(1.0)
+}
+
+/// The summed loss of `model` over every counted position of `data`, and their number.
+pub fn loss_sums(model: &LanguageModel, data: &Dataset, device: &Device) -> (f64, f64) {
     let (mut loss_sum, mut weight_sum) = (0.0f64, 0.0f64);
     let mut state = None;
     for batch in data.epoch(0, 0) {
@@ -98,5 +104,5 @@ pub fn evaluate(model: &LanguageModel, data: &Dataset, device: &Device) -> f64 {
         weight_sum += weight;
         state = data.carries_state().then_some(next);
     }
-    loss_sum / weight_sum.max(1.0)
+    (loss_sum, weight_sum)
 }

@@ -110,8 +110,11 @@ pub fn train_until(
         let finished = finished
             || run.stop.after_epoch(metrics.loss, run.step, started)
             || epoch == config.train.epochs;
+        let mut finished = finished;
         if epoch % config.train.eval_every == 0 || finished {
-            summary.epochs.push(run.end_epoch(&model, metrics)?);
+            let (metrics, no_progress) = run.end_epoch(&model, metrics)?;
+            summary.epochs.push(metrics);
+            finished |= no_progress;
         }
         if finished {
             break;
@@ -210,6 +213,10 @@ struct Run<'a> {
     stop: StopRule,
     /// Where the first epoch resumes, from a checkpoint saved inside it.
     resume_at: Option<(EpochProgress, Option<State>)>,
+    /// The lowest validation loss so far and its epoch.
+    best: Option<(f64, usize)>,
+    /// Evaluations since that one.
+    since_best: usize,
 }
 
 /// How an epoch ended.
@@ -290,10 +297,21 @@ impl<'a> Run<'a> {
             .training
             .per_epoch()
             .min(settings.max_batches_per_epoch.unwrap_or(usize::MAX));
+        let metrics = MetricsLog::open(run_dir, first_epoch - 1)?;
+        let val_losses = metrics.val_losses();
+        let best = val_losses
+            .iter()
+            .map(|&(epoch, loss)| (loss, epoch))
+            .min_by(|a, b| a.0.total_cmp(&b.0));
+        let since_best = best.map_or(0, |(_, epoch)| {
+            val_losses.iter().filter(|(e, _)| *e > epoch).count()
+        });
         let run = Self {
             config,
             run_dir,
-            metrics: MetricsLog::open(run_dir, first_epoch - 1)?,
+            metrics,
+            best,
+            since_best,
             progress: Progress::new(settings.epochs, batches_per_epoch),
             stop,
             resume_at,
@@ -436,7 +454,9 @@ impl<'a> Run<'a> {
         println!("checkpoint {}", saved.dir.display());
         if let Some(keep) = config.train.keep_checkpoints {
             let all = Checkpoint::all(self.run_dir)?;
-            for old in &all[..all.len().saturating_sub(keep)] {
+            let best = Checkpoint::best(self.run_dir)?.map(|b| b.dir);
+            let old = &all[..all.len().saturating_sub(keep)];
+            for old in old.iter().filter(|c| Some(&c.dir) != best.as_ref()) {
                 std::fs::remove_dir_all(&old.dir)
                     .with_context(|| format!("{}: cannot remove", old.dir.display()))?;
             }
@@ -445,8 +465,12 @@ impl<'a> Run<'a> {
     }
 
     /// The end of an evaluated epoch: the validation loss, the log line and metrics row, a
-    /// checkpoint and the generated samples.
-    fn end_epoch(&mut self, model: &LanguageModel, mut m: EpochMetrics) -> Result<EpochMetrics> {
+    /// checkpoint and the generated samples; also whether early stopping ends the run.
+    fn end_epoch(
+        &mut self,
+        model: &LanguageModel,
+        mut m: EpochMetrics,
+    ) -> Result<(EpochMetrics, bool)> {
         let config = self.config;
         m.val_loss = self
             .data
@@ -466,7 +490,27 @@ impl<'a> Run<'a> {
         );
         self.metrics.push(m)?;
         curves::plot_run(self.run_dir)?;
-        self.checkpoint(model, m.epoch, m.loss, None, None)?;
+        let saved = self.checkpoint(model, m.epoch, m.loss, None, None)?;
+        let mut no_progress = false;
+        if let Some(loss) = m.val_loss {
+            if self.best.is_none_or(|(best, _)| loss < best) {
+                self.best = Some((loss, m.epoch));
+                self.since_best = 0;
+                saved.mark_best()?;
+            } else {
+                self.since_best += 1;
+            }
+            if let (Some(patience), Some((best, epoch))) =
+                (config.train.early_stopping_patience, self.best)
+                && self.since_best >= patience
+            {
+                println!(
+                    "early stopping: no lower validation loss in {} evaluations; the best, {best:.4} after epoch {epoch}, is in checkpoints/best",
+                    self.since_best
+                );
+                no_progress = true;
+            }
+        }
         let device = &self.opened.device;
         generate_samples(
             model,
@@ -476,7 +520,7 @@ impl<'a> Run<'a> {
             m.epoch,
             self.run_dir,
         )?;
-        Ok(m)
+        Ok((m, no_progress))
     }
 }
 
