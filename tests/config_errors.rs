@@ -173,3 +173,67 @@ fn out_of_range_values_name_their_key() {
         );
     }
 }
+
+/// Every broken corpus stops training with an error naming the file (and the line or byte
+/// where there is one), before anything is written.
+#[test]
+fn broken_corpora_name_the_file_and_the_place() {
+    let dir = scratch("broken-corpora");
+    let gz = {
+        use std::io::Write;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(&[b'x'; 4000]).unwrap();
+        let bytes = encoder.finish().unwrap();
+        bytes[..bytes.len() / 2].to_vec()
+    };
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty.json", b"".to_vec(), "empty.json"),
+        ("skipped.json", br#"[{"title": "x"}]"#.to_vec(), "skipped"),
+        ("utf8.txt", b"recipe for \xff\xfe cake\n".to_vec(), "byte"),
+        ("truncated.json.gz", gz, "truncated.json.gz"),
+        ("object.json", br#"{"title": "x"}"#.to_vec(), "object.json"),
+        ("numbers.json", b"[1, 2, 3]".to_vec(), "numbers.json"),
+        (
+            "lines.jsonl",
+            b"{\"title\": \"a\", \"directions\": \"b\"}\n{oops\n".to_vec(),
+            "line 2",
+        ),
+        ("columns.csv", b"name,steps\na,b\n".to_vec(), "title"),
+        (
+            "ragged.csv",
+            b"title,directions\na,b\nc\n".to_vec(),
+            "ragged.csv",
+        ),
+    ];
+    for (name, bytes, expected) in cases {
+        let corpus = dir.join(name);
+        std::fs::write(&corpus, bytes).unwrap();
+        let text = std::fs::read_to_string(small_config(&dir, "")).unwrap();
+        let text = text
+            .lines()
+            .map(|l| match l.starts_with("path = ") {
+                true => format!("path = \"{}\"", corpus.display()),
+                false => l.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let config = dir.join("case.toml");
+        std::fs::write(&config, text).unwrap();
+        let e = run(&config);
+        assert!(e.contains(expected), "{name}: {e}");
+        assert!(e.contains(name), "{name}: {e}");
+        assert!(
+            !dir.join("run").exists(),
+            "{name}: the run directory was created"
+        );
+    }
+    for missing in [dir.join("no-such.json"), dir.clone()] {
+        let config = small_config(&dir, "");
+        let text = std::fs::read_to_string(&config).unwrap();
+        let line = text.lines().find(|l| l.starts_with("path = ")).unwrap();
+        let text = text.replace(line, &format!("path = \"{}\"", missing.display()));
+        std::fs::write(&config, text).unwrap();
+        let e = run(&config);
+        assert!(e.contains(&missing.display().to_string()), "{e}");
+    }
+}

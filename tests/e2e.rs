@@ -2,6 +2,7 @@
 
 mod char_stream;
 mod config_errors;
+mod fuzzing;
 mod golden;
 mod many_to_one;
 #[cfg(feature = "browser")]

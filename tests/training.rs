@@ -486,3 +486,80 @@ fn early_stopping_keeps_the_best_checkpoint() {
     .unwrap();
     assert!(text.starts_with("recipe for"), "{text}");
 }
+
+/// Every broken checkpoint is an error naming the file at fault, never a panic.
+#[test]
+fn broken_checkpoints_name_the_file() {
+    let (run, _) = trained();
+    let original = run.join("checkpoints/epoch-002");
+    let dir = scratch("broken-checkpoints");
+    type Break = fn(&Path);
+    let cases: [(&str, Break, &str); 7] = [
+        (
+            "empty",
+            |d| {
+                std::fs::remove_dir_all(d)
+                    .and_then(|()| std::fs::create_dir(d))
+                    .unwrap()
+            },
+            "no checkpoint",
+        ),
+        (
+            "truncated-weights",
+            |d| {
+                let bytes = std::fs::read(d.join("model.bpk")).unwrap();
+                std::fs::write(d.join("model.bpk"), &bytes[..bytes.len() / 2]).unwrap();
+            },
+            "model.bpk",
+        ),
+        (
+            "corrupt-meta",
+            |d| std::fs::write(d.join("meta.json"), "{\"model\": 3").unwrap(),
+            "meta.json",
+        ),
+        (
+            "duplicated-word",
+            |d| {
+                let vocab = std::fs::read_to_string(d.join("vocab.txt")).unwrap();
+                let mut lines: Vec<&str> = vocab.lines().collect();
+                lines[5] = lines[6];
+                std::fs::write(d.join("vocab.txt"), lines.join("\n") + "\n").unwrap();
+            },
+            "vocab.txt",
+        ),
+        (
+            "missing-vocab",
+            |d| std::fs::remove_file(d.join("vocab.txt")).unwrap(),
+            "vocab.txt",
+        ),
+        (
+            "sizes-disagree",
+            |d| {
+                let meta = std::fs::read_to_string(d.join("meta.json")).unwrap();
+                let meta = meta.replace("\"hidden_size\": 32", "\"hidden_size\": 48");
+                std::fs::write(d.join("meta.json"), meta).unwrap();
+            },
+            "model.bpk",
+        ),
+        (
+            "context-zero",
+            |d| {
+                let meta = std::fs::read_to_string(d.join("meta.json")).unwrap();
+                let meta = meta.replace("\"context\": null", "\"context\": 0");
+                std::fs::write(d.join("meta.json"), meta).unwrap();
+            },
+            "context",
+        ),
+    ];
+    for (name, break_it, expected) in cases {
+        let copy = dir.join(name);
+        std::fs::create_dir_all(&copy).unwrap();
+        for f in ["meta.json", "model.bpk", "vocab.txt"] {
+            std::fs::copy(original.join(f), copy.join(f)).unwrap();
+        }
+        break_it(&copy);
+        let e = inference(&["generate", "--checkpoint", s(&copy), "--prompt", "recipe"]);
+        let e = format!("{:#}", e.expect_err(name));
+        assert!(e.contains(expected) && e.contains(name), "{name}: {e}");
+    }
+}

@@ -145,6 +145,26 @@ pub enum CheckpointError {
         /// The model's vocabulary size.
         expected: usize,
     },
+    /// `meta.json` parses but holds a value no checkpoint has.
+    #[error("{}: {message}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the field.
+        message: String,
+    },
+    /// The weights hold another number of parameters than `meta.json`'s sizes give.
+    #[error("{}: {what}: {found} parameters where {expected} were expected", path.display())]
+    Sizes {
+        /// The weights file.
+        path: PathBuf,
+        /// What this means.
+        what: String,
+        /// Parameters in the file.
+        found: usize,
+        /// Parameters the sizes give.
+        expected: usize,
+    },
     /// Weights or optimizer state could not be written or did not load.
     #[error("{}: {what}: {source}", path.display())]
     Record {
@@ -379,10 +399,22 @@ impl Checkpoint {
     fn open_dir(dir: &Path) -> Result<Self, CheckpointError> {
         let path = dir.join(META);
         let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
-        let meta = serde_json::from_str(&text).map_err(|source| CheckpointError::Meta {
-            path: path.clone(),
-            source,
-        })?;
+        let meta: CheckpointMeta =
+            serde_json::from_str(&text).map_err(|source| CheckpointError::Meta {
+                path: path.clone(),
+                source,
+            })?;
+        let invalid = match (meta.context, meta.vocab_size) {
+            (Some(0), _) => Some("`context` is 0: a many-to-one model reads at least one token"),
+            (_, 0..3) => Some("`vocab_size` is below 3 (padding, [UNK] and one word)"),
+            _ => None,
+        };
+        if let Some(message) = invalid {
+            return Err(CheckpointError::Invalid {
+                path,
+                message: message.into(),
+            });
+        }
         Ok(Self {
             dir: dir.to_owned(),
             meta,
@@ -413,18 +445,24 @@ impl Checkpoint {
     /// (for a caller that has read the vocabulary already).
     pub fn load_model(&self, device: &Device) -> Result<LanguageModel, CheckpointError> {
         let path = self.dir.join(MODEL);
-        let model = self
-            .meta
-            .model
-            .init(self.meta.vocab_size, device)
+        let fits = format!(
+            "the weights do not fit a {}-entry vocabulary with {:?} (a checkpoint from another vocabulary, or from before the model's layout changed)",
+            self.meta.vocab_size, self.meta.model
+        );
+        let fresh = self.meta.model.init(self.meta.vocab_size, device);
+        let expected = fresh.num_params();
+        let model = fresh
             .try_load_file(&path)
-            .map_err(record_err(
-                &path,
-                format!(
-                    "the weights do not fit a {}-entry vocabulary with {:?} (a checkpoint from another vocabulary, or from before the model's layout changed)",
-                    self.meta.vocab_size, self.meta.model
-                ),
-            ))?;
+            .map_err(record_err(&path, fits.clone()))?;
+        // Burn takes tensors of other shapes as they come: count what was loaded.
+        if model.num_params() != expected {
+            return Err(CheckpointError::Sizes {
+                path,
+                what: fits,
+                found: model.num_params(),
+                expected,
+            });
+        }
         Ok(model)
     }
 
