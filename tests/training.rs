@@ -294,6 +294,22 @@ fn a_run_directory_is_resumed_not_overwritten() {
     assert_eq!(first.epochs.len(), 1);
     let e = e2e::run_train(&train_args(&[&base[..], &["--epochs", "2"]].concat())).unwrap_err();
     assert!(e.to_string().contains("--resume"), "{e}");
+    // A resume that would change the data or the model is refused, naming the setting.
+    let e = e2e::run_train(&train_args(
+        &[&base[..], &["--epochs", "2", "--resume", "--seed", "7"]].concat(),
+    ))
+    .unwrap_err();
+    assert!(format!("{e:#}").contains("`train.seed` was 42"), "{e:#}");
+    let changed = dir.join("changed.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&changed, text.replace("seq_len = 32", "seq_len = 24")).unwrap();
+    let mut args = base.to_vec();
+    args[1] = s(&changed);
+    let e = e2e::run_train(&train_args(
+        &[&args[..], &["--epochs", "2", "--resume"]].concat(),
+    ))
+    .unwrap_err();
+    assert!(format!("{e:#}").contains("`data.seq_len` was 32"), "{e:#}");
     let second = e2e::run_train(&train_args(
         &[&base[..], &["--epochs", "2", "--resume"]].concat(),
     ))

@@ -109,6 +109,12 @@ impl CrossEntropyKernels for Flex {
             .convert::<i64>()
             .try_into_vec::<i64>()
             .expect("integer targets");
+        // Ids come from the vocabulary that sized the output layer; one beyond it would read
+        // the next row's logits.
+        assert!(
+            targets.iter().all(|&t| (0..v as i64).contains(&t)),
+            "a target id is outside the {v}-entry output layer"
+        );
         let (hidden, weight) = (floats(hidden), floats(weight));
         let mut logits: Vec<f32> = floats(bias).iter().copied().cycle().take(n * v).collect();
         let (h_m, w_m) = (Operand::rows(&hidden, h), Operand::rows(&weight, v));

@@ -89,6 +89,9 @@ pub fn train_until(
             run_dir.display()
         );
     }
+    if previous.is_some() {
+        same_settings(config, run_dir)?;
+    }
     let opened = open_device(config)?;
     let data = prepare_data(config, &opened, previous.as_ref(), run_dir)?;
     let (mut model, mut run) = Run::start(config, run_dir, opened, data, previous.as_ref())?;
@@ -571,6 +574,40 @@ impl StopRule {
 /// The seed of the device's random numbers (dropout) for optimizer step `step`.
 fn step_seed(seed: u64, step: u64) -> u64 {
     seed ^ (step + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// An error naming the first setting of `config` that changes the corpus, the data, the model
+/// or the seed (the batch order) from those the run in `run_dir` was started with.
+fn same_settings(config: &Config, run_dir: &Path) -> Result<()> {
+    let path = run_dir.join("config.toml");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{}: cannot read the run's config", path.display()))?;
+    let saved: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{}: not a config", path.display()))?;
+    let now = toml::Table::try_from(config).context("serialising the config")?;
+    let keys = ["corpus", "data", "model"]
+        .into_iter()
+        .flat_map(|section| {
+            let keys = now.get(section).and_then(toml::Value::as_table);
+            keys.into_iter()
+                .flat_map(|t| t.keys())
+                .map(move |key| (section, key.as_str()))
+        })
+        .chain([("train", "seed")]);
+    for (section, key) in keys {
+        let value = |table: &toml::Table| table.get(section).and_then(|s| s.get(key)).cloned();
+        let (before, after) = (value(&saved), value(&now));
+        if before != after {
+            let show = |v: Option<toml::Value>| v.map_or("unset".into(), |v| v.to_string());
+            bail!(
+                "{}: `{section}.{key}` was {} when this run started and is {} now; resuming needs the same corpus, data, model and seed (start a new run with --out DIR)",
+                path.display(),
+                show(before),
+                show(after)
+            );
+        }
+    }
+    Ok(())
 }
 
 /// An error unless the checkpoint's vocabulary is the one the corpus builds now.

@@ -151,7 +151,7 @@ impl<'a> Generator<'a> {
             .into_data()
             .convert::<f32>()
             .try_into_vec::<f32>()
-            .unwrap_or_default();
+            .expect("logits convert to f32");
         (values, state)
     }
 
