@@ -232,3 +232,23 @@ fn a_full_disk_stops_the_run_with_the_file_named_and_the_last_checkpoint_intact(
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(final_outputs(&run) == before);
 }
+
+/// A bad input through the real binary: exit code 1, `error:` and the file and key named on
+/// stderr, no panic, nothing written.
+#[test]
+fn a_bad_config_exits_1_naming_the_file_and_the_key() {
+    let dir = scratch("bad-config");
+    let config = config(&dir, 1);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("batch_size = 16", "batch_size = 0")).unwrap();
+    let run = dir.join("run");
+    let output = train(&config, &run, &[]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(
+        stderr.contains("small.toml") && stderr.contains("data.batch_size"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked") && !run.exists(), "{stderr}");
+}
