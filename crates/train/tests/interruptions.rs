@@ -1,7 +1,8 @@
 //! The `train` binary interrupted for real: Ctrl-C and SIGTERM save a checkpoint and exit 130
 //! and 143, `kill -9` at random moments never leaves a checkpoint that does not load, and a
 //! full disk stops the run with an error naming the file while the last checkpoint still
-//! loads. Every interrupted run resumes to the same weights as one that never stopped.
+//! loads. Every interrupted run resumes to the same weights as one that never stopped. A bad
+//! config exits 1 with the file and key named.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
@@ -144,6 +145,43 @@ fn a_signal_saves_a_checkpoint_and_resuming_ends_where_an_unbroken_run_does() {
             "signal {signal}"
         );
     }
+}
+
+/// A second Ctrl-C during the step that the first lets finish exits at once: no checkpoint is
+/// saved for it, and the exit code is still 130.
+#[test]
+fn a_second_ctrl_c_exits_at_once() {
+    let dir = scratch("second-ctrl-c");
+    let config = config(&dir, 3);
+    // A model slow enough (tens of milliseconds a step) for both signals to land in one step.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text
+        .replace("hidden_size = 64", "hidden_size = 768")
+        .replace("seq_len = 32", "seq_len = 96");
+    std::fs::write(&config, text).unwrap();
+    let run = dir.join("run");
+    let mut command = train(&config, &run, &[]);
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut log = Vec::new();
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        if line.starts_with("first-step loss") {
+            for _ in 0..2 {
+                // SAFETY: sending a signal to our own child process.
+                unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        log.push(line);
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    assert!(!log.iter().any(|l| l.contains("--resume")), "{log:#?}");
+    assert!(Checkpoint::latest(&run).unwrap().is_none(), "{log:#?}");
 }
 
 /// The resume command is printed with the flags the run was given.
