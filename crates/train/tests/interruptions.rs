@@ -2,7 +2,7 @@
 //! and 143, `kill -9` at random moments never leaves a checkpoint that does not load, and a
 //! full disk stops the run with an error naming the file while the last checkpoint still
 //! loads. Every interrupted run resumes to the same weights as one that never stopped. A bad
-//! config exits 1 with the file and key named.
+//! config or corpus exits 1 with the file (and the key, line or byte) named.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
@@ -271,22 +271,85 @@ fn a_full_disk_stops_the_run_with_the_file_named_and_the_last_checkpoint_intact(
     assert!(final_outputs(&run) == before);
 }
 
-/// A bad input through the real binary: exit code 1, `error:` and the file and key named on
-/// stderr, no panic, nothing written.
+/// Runs the binary on `config`, expecting a refusal: exit code 1, `error:` on stderr, no
+/// panic and no run directory; returns stderr.
+fn refused(config: &Path, run: &Path) -> String {
+    let output = train(config, run, &[]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(!stderr.contains("panicked") && !run.exists(), "{stderr}");
+    stderr
+}
+
+/// A bad config through the real binary names the file and the key.
 #[test]
 fn a_bad_config_exits_1_naming_the_file_and_the_key() {
     let dir = scratch("bad-config");
     let config = config(&dir, 1);
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(&config, text.replace("batch_size = 16", "batch_size = 0")).unwrap();
-    let run = dir.join("run");
-    let output = train(&config, &run, &[]).output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(stderr.starts_with("error: "), "{stderr}");
+    let stderr = refused(&config, &dir.join("run"));
     assert!(
         stderr.contains("small.toml") && stderr.contains("data.batch_size"),
         "{stderr}"
     );
-    assert!(!stderr.contains("panicked") && !run.exists(), "{stderr}");
+}
+
+/// Every broken corpus stops training with an error naming the file (and the line or byte
+/// where there is one), before anything is written.
+#[test]
+fn broken_corpora_name_the_file_and_the_place() {
+    let dir = scratch("broken-corpora");
+    let base = std::fs::read_to_string(config(&dir, 1)).unwrap();
+    let gz = {
+        use std::io::Write;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(&[b'x'; 4000]).unwrap();
+        let bytes = encoder.finish().unwrap();
+        bytes[..bytes.len() / 2].to_vec()
+    };
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty.json", b"".to_vec(), "empty.json"),
+        ("skipped.json", br#"[{"title": "x"}]"#.to_vec(), "skipped"),
+        ("utf8.txt", b"recipe for \xff\xfe cake\n".to_vec(), "byte"),
+        ("truncated.json.gz", gz, "truncated.json.gz"),
+        ("object.json", br#"{"title": "x"}"#.to_vec(), "object.json"),
+        ("numbers.json", b"[1, 2, 3]".to_vec(), "numbers.json"),
+        (
+            "lines.jsonl",
+            b"{\"title\": \"a\", \"directions\": \"b\"}\n{oops\n".to_vec(),
+            "line 2",
+        ),
+        ("columns.csv", b"name,steps\na,b\n".to_vec(), "title"),
+        (
+            "ragged.csv",
+            b"title,directions\na,b\nc\n".to_vec(),
+            "ragged.csv",
+        ),
+    ];
+    for (name, bytes, expected) in cases {
+        let corpus = dir.join(name);
+        std::fs::write(&corpus, bytes).unwrap();
+        let text = base
+            .lines()
+            .map(|l| match l.starts_with("path = ") {
+                true => format!("path = \"{}\"", corpus.display()),
+                false => l.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let config = dir.join("case.toml");
+        std::fs::write(&config, text).unwrap();
+        let e = refused(&config, &dir.join("run"));
+        assert!(e.contains(expected) && e.contains(name), "{name}: {e}");
+    }
+    for missing in [dir.join("no-such.json"), dir.clone()] {
+        let line = base.lines().find(|l| l.starts_with("path = ")).unwrap();
+        let text = base.replace(line, &format!("path = \"{}\"", missing.display()));
+        let config = dir.join("case.toml");
+        std::fs::write(&config, text).unwrap();
+        let e = refused(&config, &dir.join("run"));
+        assert!(e.contains(&missing.display().to_string()), "{e}");
+    }
 }
