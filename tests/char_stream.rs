@@ -7,7 +7,7 @@ use e2e::{generate_greedy, root, scratch};
 #[test]
 fn the_ai_applications_passage_is_memorised_and_reproduced_exactly() {
     let (mut config, _) =
-        train::Config::load(&root().join("configs/ai-applications.toml")).unwrap();
+        pipeline::Config::load(&root().join("configs/ai-applications.toml")).unwrap();
     config.corpus.path = root().join(&config.corpus.path);
     config.train.eval_every = 100_000; // one checkpoint, at the end
     let run = scratch("ai-applications").join("run");
@@ -30,7 +30,7 @@ const SHAKESPEARE_VAL_BOUND: f64 = 2.7;
 #[test]
 fn shakespeare_holds_out_the_last_tenth_and_reports_its_loss() {
     let (mut config, _) =
-        train::Config::load(&root().join("configs/shakespeare-char.toml")).unwrap();
+        pipeline::Config::load(&root().join("configs/shakespeare-char.toml")).unwrap();
     config.corpus.path = root().join(&config.corpus.path);
     config.model = model::ModelConfig::sized(16, 64);
     config.train.epochs = 1;

@@ -90,6 +90,6 @@ proptest! {
         ], 0..12),
     ) {
         let path = case_file("config", "config.toml", lines.join("\n").as_bytes());
-        let _ = train::Config::load(&path);
+        let _ = pipeline::Config::load(&path);
     }
 }

@@ -58,10 +58,10 @@ max_tokens = 12
 /// run directory and its summary.
 pub fn train_small(
     name: &str,
-    edit: impl FnOnce(&mut train::Config),
+    edit: impl FnOnce(&mut pipeline::Config),
 ) -> (PathBuf, train::RunSummary) {
     let dir = scratch(name);
-    let (mut config, _) = train::Config::load(&small_config(&dir, "")).expect("small config");
+    let (mut config, _) = pipeline::Config::load(&small_config(&dir, "")).expect("small config");
     edit(&mut config);
     let run = dir.join("run");
     let summary = train::train(&config, &run, false).expect("training");

@@ -2,11 +2,11 @@
 //! pre-padded prefixes.
 
 use e2e::{generate_greedy as generate, root, scratch, train_small};
-use train::config::ExampleKind;
+use pipeline::config::ExampleKind;
 
 #[test]
 fn the_alphabet_model_says_def_then_g_and_knows_every_window() {
-    let (mut config, _) = train::Config::load(&root().join("configs/alphabet.toml")).unwrap();
+    let (mut config, _) = pipeline::Config::load(&root().join("configs/alphabet.toml")).unwrap();
     config.corpus.path = root().join(&config.corpus.path);
     let run = scratch("alphabet").join("run");
     let summary = train::train(&config, &run, false).unwrap();

@@ -13,8 +13,8 @@ use model::{Checkpoint, ids_tensor};
 
 /// The small recipe config with two layers and dropout, 4 batches an epoch, 2 epochs, or the
 /// tiny Shakespeare stream when `stream`.
-fn config(dir: &Path, stream: bool) -> train::Config {
-    let (mut config, _) = train::Config::load(&small_config(dir, "")).unwrap();
+fn config(dir: &Path, stream: bool) -> pipeline::Config {
+    let (mut config, _) = pipeline::Config::load(&small_config(dir, "")).unwrap();
     config.model.num_layers = 2;
     config.model.dropout = 0.3;
     config.train.max_batches_per_epoch = Some(4);
@@ -23,7 +23,7 @@ fn config(dir: &Path, stream: bool) -> train::Config {
         config.corpus.path = root().join("datasets/tinyshakespeare/input.txt.gz");
         config.corpus.max_records = None;
         config.data.tokenizer = data::Tokenizer::Char;
-        config.data.examples = train::config::ExampleKind::Stream;
+        config.data.examples = pipeline::config::ExampleKind::Stream;
         config.data.vocab_size = 80;
         config.generate.prompts = vec!["ROMEO".into()];
     }

@@ -357,7 +357,7 @@ fn the_ndarray_backend_trains_too() {
 fn adagrad_with_elementwise_clipping_trains_too() {
     let (_, summary) = train_small("adagrad", |c| {
         c.train.learning_rate = 0.1;
-        c.train.optimizer = train::config::OptimizerKind::Adagrad;
+        c.train.optimizer = pipeline::config::OptimizerKind::Adagrad;
         c.train.clip_value = Some(1.0);
     });
     let losses: Vec<f64> = summary.epochs.iter().map(|m| m.loss).collect();
@@ -413,7 +413,7 @@ fn checkpoints_every_n_steps_and_only_the_newest_kept() {
             .map(|c| c.dir.file_name().unwrap().to_string_lossy().into_owned())
             .collect()
     };
-    let every_three = |c: &mut train::Config| {
+    let every_three = |c: &mut pipeline::Config| {
         c.train.max_batches_per_epoch = Some(4);
         c.train.checkpoint_every_steps = Some(3);
     };

@@ -13,9 +13,9 @@ use model::{
     BackendKind, Checkpoint, CheckpointMeta, DeviceSpec, Generator, GraphicsApi, LanguageModel,
     ModelConfig, Sampling,
 };
-use train::config::TrainConfig;
-use train::dataset::Dataset;
-use train::pipeline::{self, PreparedData};
+use pipeline::config::TrainConfig;
+use pipeline::dataset::Dataset;
+use pipeline::prepare::{PreparedData, prepare};
 use train::step::{optimizer, train_step};
 
 /// The largest relative difference allowed between the two backends' losses.
@@ -50,13 +50,13 @@ fn open(spec: DeviceSpec) -> Device {
 /// 4 parallel streams in windows of 8 with the state carried.
 fn shakespeare() -> PreparedData {
     let (mut config, _) =
-        train::Config::load(&root().join("configs/shakespeare-char.toml")).unwrap();
+        pipeline::Config::load(&root().join("configs/shakespeare-char.toml")).unwrap();
     config.corpus.path = root().join(&config.corpus.path);
     config.data.vocab_size = 50;
     config.data.seq_len = 8;
     config.data.batch_size = 4;
     config.data.validation = 0.0;
-    let data = pipeline::prepare(&config).unwrap();
+    let data = prepare(&config).unwrap();
     assert_eq!(data.vocab.size(), 50);
     data
 }
@@ -186,7 +186,7 @@ fn ten_adam_steps_on_wgpu_match_the_cpu() {
 fn a_run_moves_between_backends_with_resume() {
     let wgpu = wgpu_spec();
     let (mut config, _) =
-        train::Config::load(&root().join("configs/shakespeare-char.toml")).unwrap();
+        pipeline::Config::load(&root().join("configs/shakespeare-char.toml")).unwrap();
     config.corpus.path = root().join(&config.corpus.path);
     config.model = ModelConfig::sized(8, 16);
     config.data.batch_size = 8;
@@ -215,7 +215,7 @@ fn a_run_moves_between_backends_with_resume() {
 #[test]
 fn logits_over_the_adapter_buffer_limit_are_refused_before_anything_is_written() {
     let wgpu = wgpu_spec();
-    let (mut config, _) = train::Config::load(&root().join("configs/recipes.toml")).unwrap();
+    let (mut config, _) = pipeline::Config::load(&root().join("configs/recipes.toml")).unwrap();
     config.corpus.path = root().join(&config.corpus.path);
     // 1,024 x 200 positions x 10,000 words of f32: 7.6 GiB, over any OpenGL storage buffer.
     config.data.batch_size = 1024;

@@ -12,8 +12,8 @@ use data::{Tokenizer, Vocab};
 use model::{
     BackendKind, DeviceArgs, DeviceSpec, Generator, Kernels, Matmul, ModelConfig, Sampling,
 };
+use pipeline::config::TrainConfig;
 use serde::{Deserialize, Serialize};
-use train::config::TrainConfig;
 use train::step::{optimizer, train_step};
 
 use crate::shared_data::SharedData;
@@ -70,7 +70,7 @@ pub struct ToTarget {
 /// Trains `configs/ai-applications.toml` to its target in this process.
 pub fn memorise() -> Result<ToTarget> {
     train::allocator::keep_freed_memory();
-    let (mut config, _) = train::Config::load(Path::new("ai-applications.toml"))?;
+    let (mut config, _) = pipeline::Config::load(Path::new("ai-applications.toml"))?;
     config.train.eval_every = usize::MAX; // one checkpoint, at the end
     let run = PathBuf::from("target/bench/memorise");
     if run.exists() {

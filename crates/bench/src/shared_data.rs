@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use data::CorpusSpec;
+use pipeline::Config;
+use pipeline::prepare;
 use serde::{Deserialize, Serialize};
-use train::Config;
-use train::pipeline;
 
 /// The batches both systems train on, as `batches.json` describes them (the PyTorch script
 /// reads it too).
@@ -39,7 +39,7 @@ pub fn prepare(count: usize) -> Result<SharedData> {
     let dir = PathBuf::from("target/bench");
     std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     let config = Config::textbook(CorpusSpec::new("datasets/epicurious/recipes.json.gz"));
-    let data = pipeline::prepare(&config)?;
+    let data = prepare::prepare(&config)?;
     let mut raw = Vec::new();
     for batch in data.training.epoch(config.train.seed, 1).take(count) {
         raw.extend(batch.inputs.iter().flat_map(|i| i.to_le_bytes()));

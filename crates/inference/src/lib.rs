@@ -242,7 +242,7 @@ fn score(args: &ScoreArgs) -> Result<String> {
             loaded.ckpt.dir.display()
         )
     })?;
-    let (config, _) = train::Config::load(&run_dir.join("config.toml"))?;
+    let (config, _) = pipeline::Config::load(&run_dir.join("config.toml"))?;
     let model = &loaded.model;
     let mut out = String::from("file\ttokens\tloss\tperplexity\tunknown\n");
     let (mut loss_total, mut counted_total, mut tokens_total, mut unknown_total) = (0.0, 0.0, 0, 0);
@@ -259,9 +259,9 @@ fn score(args: &ScoreArgs) -> Result<String> {
         let mut settings = config.clone();
         settings.corpus.path = file.clone();
         settings.corpus.max_records = None;
-        let (data, tokens, unknown) = train::pipeline::encode_with(&settings, &loaded.vocab)
+        let (data, tokens, unknown) = pipeline::prepare::encode_with(&settings, &loaded.vocab)
             .with_context(|| format!("{}: cannot score", file.display()))?;
-        let (loss, counted) = train::step::loss_sums(model, &data, &loaded.device);
+        let (loss, counted) = pipeline::evaluation::loss_sums(model, &data, &loaded.device);
         line(&file.display().to_string(), loss, counted, tokens, unknown);
         (loss_total, counted_total) = (loss_total + loss, counted_total + counted);
         (tokens_total, unknown_total) = (tokens_total + tokens, unknown_total + unknown);

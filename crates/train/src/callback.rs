@@ -10,7 +10,7 @@ use burn::tensor::Device;
 use data::Vocab;
 use model::{Generator, LanguageModel, Sampling};
 
-use crate::config::Config;
+use pipeline::config::Config;
 
 /// Generates on `device` from every prompt at every temperature of `config.generate` and
 /// appends the texts to `samples.txt`.

@@ -19,11 +19,12 @@ use model::{Checkpoint, CheckpointMeta, Kernels, LanguageModel, OpenDevice};
 
 use crate::Args;
 use crate::callback::generate_samples;
-use crate::config::{Config, ExampleKind, StopLoss};
 use crate::metrics::{EpochMetrics, MetricsLog};
-use crate::pipeline::{self, PreparedData};
 use crate::progress::Progress;
-use crate::step::{evaluate, optimizer, train_step};
+use crate::step::{optimizer, train_step};
+use pipeline::config::{Config, ExampleKind, StopLoss};
+use pipeline::evaluation::evaluate;
+use pipeline::prepare::{PreparedData, prepare};
 
 /// What a finished or interrupted run reports.
 #[derive(Debug, Clone)]
@@ -157,7 +158,7 @@ fn prepare_data(
     previous: Option<&Checkpoint>,
     run_dir: &Path,
 ) -> Result<PreparedData> {
-    let data = pipeline::prepare(config)?;
+    let data = prepare(config)?;
     println!("{}", data.source);
     if let Some(ckpt) = previous {
         same_vocab(&ckpt.vocab()?, &data.vocab, &ckpt.dir)?;
