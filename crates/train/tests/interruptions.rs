@@ -4,10 +4,10 @@
 //! loads. Every interrupted run resumes to the same weights as one that never stopped. A bad
 //! config or corpus exits 1 with the file (and the key, line or byte) named.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Lines};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::Duration;
 
 use model::Checkpoint;
@@ -67,23 +67,42 @@ fn train(config: &Path, run: &Path, extra: &[&str]) -> Command {
     command
 }
 
-/// Starts `command` with its output piped and waits until it has taken its first step.
-fn start_and_wait_for_training(mut command: Command) -> Child {
+/// Starts `command` with its output piped and waits until it has taken its first step; the
+/// child and the rest of its log.
+fn start_and_wait_for_training(mut command: Command) -> (Child, Lines<BufReader<ChildStdout>>) {
     let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut lines = stdout.lines();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     for line in lines.by_ref() {
         if line.unwrap().starts_with("first-step loss") {
             break;
         }
     }
-    // Keep reading so the child never blocks on a full pipe.
+    (child, lines)
+}
+
+/// [`start_and_wait_for_training`], reading the rest of the log on a thread of its own so the
+/// child never blocks on a full pipe.
+fn start_training_in_background(command: Command) -> Child {
+    let (child, lines) = start_and_wait_for_training(command);
     std::thread::spawn(move || lines.for_each(drop));
     child
+}
+
+/// Runs `command`, sending SIGINT `times` times (5 ms apart) once the first step is logged;
+/// the exit code and the log after the first step.
+fn ctrl_c_after_first_step(command: Command, times: usize) -> (Option<i32>, Vec<String>) {
+    let (mut child, lines) = start_and_wait_for_training(command);
+    for _ in 0..times {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let log = lines.map(Result::unwrap).collect();
+    (child.wait().unwrap().code(), log)
 }
 
 /// What every checkpoint of `run` outputs for a fixed input; panics naming one that does not
@@ -128,7 +147,7 @@ fn a_signal_saves_a_checkpoint_and_resuming_ends_where_an_unbroken_run_does() {
 
     for (signal, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
         let run = dir.join(format!("signal-{signal}"));
-        let child = start_and_wait_for_training(train(&config, &run, &[]));
+        let child = start_training_in_background(train(&config, &run, &[]));
         // SAFETY: sending a signal to our own child process.
         unsafe { libc::kill(child.id() as i32, signal) };
         let output = child.wait_with_output().unwrap();
@@ -160,26 +179,8 @@ fn a_second_ctrl_c_exits_at_once() {
         .replace("seq_len = 32", "seq_len = 96");
     std::fs::write(&config, text).unwrap();
     let run = dir.join("run");
-    let mut command = train(&config, &run, &[]);
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut log = Vec::new();
-    for line in stdout.lines() {
-        let line = line.unwrap();
-        if line.starts_with("first-step loss") {
-            for _ in 0..2 {
-                // SAFETY: sending a signal to our own child process.
-                unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-        log.push(line);
-    }
-    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let (code, log) = ctrl_c_after_first_step(train(&config, &run, &[]), 2);
+    assert_eq!(code, Some(130));
     assert!(!log.iter().any(|l| l.contains("--resume")), "{log:#?}");
     assert!(Checkpoint::latest(&run).unwrap().is_none(), "{log:#?}");
 }
@@ -190,19 +191,8 @@ fn the_log_prints_the_command_that_resumes() {
     let dir = scratch("resume-command");
     let config = config(&dir, 3);
     let run = dir.join("run");
-    let mut command = train(&config, &run, &[]);
-    let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut log = Vec::new();
-    for line in stdout.lines() {
-        let line = line.unwrap();
-        if line.starts_with("first-step loss") {
-            // SAFETY: sending a signal to our own child process.
-            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-        }
-        log.push(line);
-    }
-    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let (code, log) = ctrl_c_after_first_step(train(&config, &run, &[]), 1);
+    assert_eq!(code, Some(130));
     let expected = format!(
         "cargo run -p train -- --config {} --out {} --resume",
         config.display(),
@@ -224,7 +214,7 @@ fn kill_9_never_leaves_a_checkpoint_that_does_not_load() {
     // Milliseconds after the first step; a fixed list keeps the test reproducible.
     for (kill, wait_ms) in [0, 35, 80, 150, 260].into_iter().enumerate() {
         let flags: &[&str] = if kill == 0 { &[] } else { &["--resume"] };
-        let mut child = start_and_wait_for_training(train(&config, &run, flags));
+        let mut child = start_training_in_background(train(&config, &run, flags));
         std::thread::sleep(Duration::from_millis(wait_ms));
         child.kill().unwrap();
         child.wait().unwrap();
