@@ -280,18 +280,8 @@ fn score(args: &ScoreArgs) -> Result<String> {
 
 /// The `[generate] prompts` of the run's `config.toml`, or none when it cannot be read.
 fn run_prompts(run_dir: &Path) -> Vec<String> {
-    let Ok(text) = std::fs::read_to_string(run_dir.join("config.toml")) else {
-        return Vec::new();
-    };
-    let config: toml::Table = toml::from_str(&text).unwrap_or_default();
-    let prompts = config.get("generate").and_then(|g| g.get("prompts"));
-    prompts
-        .and_then(|p| p.as_array())
-        .map(|list| {
-            list.iter()
-                .filter_map(|p| p.as_str().map(String::from))
-                .collect()
-        })
+    pipeline::Config::load(&run_dir.join("config.toml"))
+        .map(|(config, _)| config.generate.prompts)
         .unwrap_or_default()
 }
 
