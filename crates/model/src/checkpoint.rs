@@ -80,6 +80,13 @@ pub struct EpochProgress {
     pub seconds: f64,
 }
 
+impl EpochProgress {
+    /// The mean loss per counted position of the batches so far.
+    pub fn mean_loss(&self) -> f64 {
+        self.loss_sum / self.weight_sum.max(1.0)
+    }
+}
+
 /// The recurrent state a stream carries from one window to the next, as plain numbers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CarriedState {

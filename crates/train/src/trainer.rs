@@ -398,8 +398,13 @@ impl<'a> Run<'a> {
                 && sums.batches < self.batches_per_epoch;
             if signal != 0 || (due && !finished) {
                 self.progress.end_epoch();
-                let loss = sums.loss_sum / sums.weight_sum.max(1.0);
-                let saved = self.checkpoint(&model, epoch - 1, loss, Some(sums), state.as_ref())?;
+                let saved = self.checkpoint(
+                    &model,
+                    epoch - 1,
+                    sums.mean_loss(),
+                    Some(sums),
+                    state.as_ref(),
+                )?;
                 if signal != 0 {
                     println!(
                         "stopped by signal {signal} at epoch {epoch}, step {}, after its batch {}",
@@ -421,7 +426,7 @@ impl<'a> Run<'a> {
         let metrics = EpochMetrics {
             epoch,
             step: self.step,
-            loss: sums.loss_sum / sums.weight_sum.max(1.0),
+            loss: sums.mean_loss(),
             val_loss: None,
             tokens_per_s: sums.positions as f64 / sums.seconds.max(1e-9),
             seconds: sums.seconds,
