@@ -39,11 +39,12 @@ impl<B: Backend, K: HandBackward<B, N>, const N: usize> Backward<B, N> for Node<
     }
 }
 
-/// Runs `forward` on the inner tensors of `inputs` and records its output on the tape with
-/// `K`'s backward pass, keeping the state `forward` returns when any input is tracked.
+/// Runs `forward` on the inner tensors of `inputs`, telling it whether any input is tracked
+/// (whether a backward pass can follow), and records its output on the tape with `K`'s
+/// backward pass, keeping the state `forward` returns when an input is tracked.
 pub(crate) fn record<B, C, K, const N: usize>(
     inputs: [FloatTensor<Autodiff<B, C>>; N],
-    forward: impl FnOnce([FloatTensor<B>; N]) -> (FloatTensor<B>, K::State),
+    forward: impl FnOnce([FloatTensor<B>; N], bool) -> (FloatTensor<B>, K::State),
 ) -> FloatTensor<Autodiff<B, C>>
 where
     B: Backend,
@@ -51,12 +52,13 @@ where
     K: HandBackward<B, N>,
 {
     let guards = inputs.each_ref().map(|t| t.node());
-    let (out, state) = forward(inputs.map(|t| t.into_primitive()));
-    match Node::<K>(PhantomData)
+    let kind = Node::<K>(PhantomData)
         .prepare::<C>(guards)
         .compute_bound()
-        .stateful()
-    {
+        .stateful();
+    let tracked = matches!(kind, OpsKind::Tracked(_));
+    let (out, state) = forward(inputs.map(|t| t.into_primitive()), tracked);
+    match kind {
         OpsKind::Tracked(prep) => prep.finish(state, out),
         OpsKind::UnTracked(prep) => prep.finish(out),
     }

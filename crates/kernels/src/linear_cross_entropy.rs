@@ -1,12 +1,16 @@
-//! The output layer and its softmax cross-entropy as one operation with a hand-written
-//! backward, for the flex backend.
+//! The output layer and its weighted softmax cross-entropy as one operation, for the flex
+//! backend: the technique of Liger Kernel's fused linear cross-entropy.
 //!
 //! The stock path (`Linear`, `log_softmax`, `gather`) builds the logits, a probabilities
-//! tensor of the same size (6,400 x 10,000 floats for the textbook batch) and walks them
-//! several times forward and backward. Here the forward pass multiplies once into a logits
-//! buffer and reads each row once for its log-sum-exp; the backward pass turns that buffer
-//! into `g * (softmax - one_hot)` in place and multiplies it out into the input and weight
-//! gradients. Every product goes through [`crate::matmul`].
+//! tensor of the same size (6,400 x 10,000 floats, 256 MB, for the textbook batch) and walks
+//! them several times forward and backward, at memory speed. Here the rows are taken in blocks
+//! small enough that a block's logits stay in a core's cache: a block's logits, log-sum-exps,
+//! losses and, when a backward pass can follow, `weight * (softmax - one_hot)` and its products
+//! into the input, weight and bias gradients are all computed while the block is in cache, so
+//! the full logits never exist. Rows of weight 0 (padding) are skipped: their loss counts for
+//! nothing and their gradient is exactly zero. Because the operation's output is one weighted
+//! sum, its gradient is one number, and the gradients computed in the forward pass are only
+//! scaled by it in the backward pass.
 
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::tensor::{FloatTensor, IntTensor};
@@ -19,57 +23,52 @@ use rayon::prelude::*;
 
 use crate::autodiff::{HandBackward, record};
 use crate::flex_buffers::{floats, linear_bias, tensor};
-use crate::math::{exp, row_lse};
-use crate::matmul::{Operand, matmul};
+use crate::math::exp_in_place;
+use crate::matmul::{Operand, matmul_on_this_thread};
 
-/// The output layer's per-row cross-entropy as a backend operation.
+/// The output layer's weighted cross-entropy as a backend operation.
 #[backend_extension(Flex, Autodiff)]
 pub trait CrossEntropyOps: Backend {
-    /// `-log softmax(hidden[r] · weight + bias)[targets[r]]` for every row r of
-    /// `hidden [N, H]`, with `weight [H, V]` and `bias [V]`: shape `[N]`.
+    /// `sum over r of weights[r] * -log softmax(hidden[r] · weight + bias)[targets[r]]` for
+    /// the rows of `hidden [N, H]`, with `weight [H, V]`, `bias [V]`, `targets [N]` and
+    /// `weights [N]` (not differentiated): shape `[1]`.
     fn linear_cross_entropy(
         hidden: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         targets: IntTensor<Self>,
+        weights: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
-}
-
-/// What the forward pass keeps for the backward pass.
-#[derive(Debug, Clone)]
-pub struct LogitsCache {
-    /// `[N, V]`, row-major.
-    logits: Vec<f32>,
-    lse: Vec<f32>,
-    targets: Vec<i64>,
-    dims: [usize; 3],
 }
 
 /// The kernels a backend supplies for the fused loss.
 pub trait CrossEntropyKernels: Backend {
-    /// Per-row losses, and what backward needs.
+    /// The weighted loss, and with `gradients` the gradients of hidden, weight and bias for an
+    /// output gradient of 1.
+    #[allow(clippy::type_complexity)]
     fn ce_forward(
         hidden: &FloatTensor<Self>,
         weight: &FloatTensor<Self>,
         bias: &FloatTensor<Self>,
         targets: IntTensor<Self>,
-    ) -> (FloatTensor<Self>, LogitsCache);
-    /// Gradients of hidden, weight and bias for the per-row loss gradient `grad [N]`, from
-    /// the forward pass's inputs.
-    fn ce_backward(
-        saved: LogitsCache,
-        hidden: &FloatTensor<Self>,
-        weight: &FloatTensor<Self>,
+        weights: &FloatTensor<Self>,
+        gradients: bool,
+    ) -> (FloatTensor<Self>, Option<[FloatTensor<Self>; 3]>);
+    /// `gradients` scaled by the output's gradient `grad [1]`.
+    fn ce_scale(
+        gradients: [FloatTensor<Self>; 3],
         grad: FloatTensor<Self>,
     ) -> [FloatTensor<Self>; 3];
 }
 
-/// Per-row cross-entropy of `output` applied to `hidden [N, H]` against `targets [N]`; flex
-/// devices only (see [`crate::Kernels::fused_on`]).
+/// The weighted cross-entropy of `output` applied to `hidden [N, H]` against `targets [N]`:
+/// `sum over r of weights[r] * loss[r]`, shape `[1]`; flex devices only (see
+/// [`crate::Kernels::fused_on`]).
 pub fn linear_cross_entropy(
     output: &Linear,
     hidden: Tensor<2>,
     targets: Tensor<1, Int>,
+    weights: Tensor<1>,
 ) -> Tensor<1> {
     let weight = output.weight.val();
     let bias = linear_bias(output);
@@ -78,6 +77,7 @@ pub fn linear_cross_entropy(
         weight.into_dispatch(),
         bias.into_dispatch(),
         targets.into_dispatch(),
+        weights.into_dispatch(),
     );
     Tensor::from_dispatch(out)
 }
@@ -91,9 +91,160 @@ pub fn reference(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
         .neg()
 }
 
+/// Rows per block: the block's logits (128 x 10,000 floats for the textbook model, 5 MB)
+/// stay in cache from their product to their gradient's products.
+const BLOCK_ROWS: usize = 128;
+
 /// Logits at most this many are handled on the calling thread: waking the thread pool costs
 /// more than the work (the passage-memorising model's 50 x 42 logits).
 const PARALLEL: usize = 1 << 16;
+
+/// The sizes and inputs of one loss, as plain buffers.
+struct Problem<'a> {
+    hidden: &'a [f32],
+    weight: &'a [f32],
+    bias: &'a [f32],
+    targets: &'a [i64],
+    weights: &'a [f32],
+    /// Rows, hidden width, vocabulary.
+    dims: [usize; 3],
+}
+
+/// What one worker accumulates over its blocks of rows.
+struct Part {
+    loss: f64,
+    /// The rows this part's hidden gradients belong to, in order.
+    rows: Vec<usize>,
+    /// `[rows, H]`, empty without gradients.
+    d_hidden: Vec<f32>,
+    /// `[H, V]`, empty without gradients.
+    d_weight: Vec<f32>,
+    /// `[V]`, empty without gradients.
+    d_bias: Vec<f32>,
+    /// A block's hidden rows, gathered, and its logits: reused from block to block.
+    block_hidden: Vec<f32>,
+    logits: Vec<f32>,
+}
+
+impl Part {
+    fn new([_, h, v]: [usize; 3], gradients: bool) -> Self {
+        let sized = |len: usize| match gradients {
+            true => vec![0.0f32; len],
+            false => Vec::new(),
+        };
+        Self {
+            loss: 0.0,
+            rows: Vec::new(),
+            d_hidden: Vec::new(),
+            d_weight: sized(h * v),
+            d_bias: sized(v),
+            block_hidden: Vec::with_capacity(BLOCK_ROWS * h),
+            logits: Vec::with_capacity(BLOCK_ROWS * v),
+        }
+    }
+
+    /// Adds one block of rows' loss and, with gradients, their gradients.
+    fn block(&mut self, p: &Problem, rows: &[usize], gradients: bool) {
+        let [_, h, v] = p.dims;
+        let n = rows.len();
+        self.block_hidden.clear();
+        self.logits.clear();
+        for &r in rows {
+            self.block_hidden
+                .extend_from_slice(&p.hidden[r * h..(r + 1) * h]);
+            self.logits.extend_from_slice(p.bias);
+        }
+        let hidden = Operand::rows(&self.block_hidden, h);
+        matmul_on_this_thread(
+            &mut self.logits,
+            [n, v, h],
+            hidden,
+            Operand::rows(p.weight, v),
+            true,
+        );
+        for (row, &r) in self.logits.chunks_exact_mut(v).zip(rows) {
+            let (t, w) = (p.targets[r] as usize, p.weights[r]);
+            let target = row[t];
+            let (max, sum) = exp_in_place(row);
+            self.loss += f64::from(w * (max + sum.ln() - target));
+            if gradients {
+                // The row becomes d loss / d logits: `w * softmax - w * one_hot`.
+                let scale = w / sum;
+                row.iter_mut().for_each(|x| *x *= scale);
+                row[t] -= w;
+            }
+        }
+        if !gradients {
+            return;
+        }
+        let d_logits = Operand::rows(&self.logits, v);
+        let start = self.d_hidden.len();
+        self.d_hidden.resize(start + n * h, 0.0);
+        matmul_on_this_thread(
+            &mut self.d_hidden[start..],
+            [n, h, v],
+            d_logits,
+            Operand::transposed(p.weight, v),
+            false,
+        );
+        matmul_on_this_thread(
+            &mut self.d_weight,
+            [h, v, n],
+            Operand::transposed(&self.block_hidden, h),
+            d_logits,
+            true,
+        );
+        for row in self.logits.chunks_exact(v) {
+            self.d_bias.iter_mut().zip(row).for_each(|(s, x)| *s += x);
+        }
+        self.rows.extend_from_slice(rows);
+    }
+}
+
+/// The weighted loss of `p` and, with `gradients`, the gradients of hidden, weight and bias.
+/// The rows of non-zero weight are cut into blocks and the blocks shared among the cores in
+/// fixed contiguous runs, so the sums come out the same in every run on the same machine.
+fn fused(p: &Problem, gradients: bool) -> (f32, Option<[Vec<f32>; 3]>) {
+    let [n, h, v] = p.dims;
+    let rows: Vec<usize> = (0..n).filter(|&r| p.weights[r] != 0.0).collect();
+    let blocks: Vec<&[usize]> = rows.chunks(BLOCK_ROWS).collect();
+    let workers = match n * v > PARALLEL {
+        true => rayon::current_num_threads().clamp(1, blocks.len().max(1)),
+        false => 1,
+    };
+    let run = |blocks: &[&[usize]]| {
+        let mut part = Part::new(p.dims, gradients);
+        for rows in blocks {
+            part.block(p, rows, gradients);
+        }
+        part
+    };
+    let per_worker = blocks.len().div_ceil(workers).max(1);
+    let parts: Vec<Part> = match workers {
+        1 => vec![run(&blocks)],
+        _ => blocks.par_chunks(per_worker).map(run).collect(),
+    };
+    let loss = parts.iter().map(|part| part.loss).sum::<f64>() as f32;
+    if !gradients {
+        return (loss, None);
+    }
+    let mut d_hidden = vec![0.0f32; n * h];
+    let (mut d_weight, mut d_bias) = (vec![0.0f32; h * v], vec![0.0f32; v]);
+    for part in &parts {
+        for (&r, g) in part.rows.iter().zip(part.d_hidden.chunks_exact(h)) {
+            d_hidden[r * h..(r + 1) * h].copy_from_slice(g);
+        }
+        d_weight
+            .iter_mut()
+            .zip(&part.d_weight)
+            .for_each(|(s, x)| *s += x);
+        d_bias
+            .iter_mut()
+            .zip(&part.d_bias)
+            .for_each(|(s, x)| *s += x);
+    }
+    (loss, Some([d_hidden, d_weight, d_bias]))
+}
 
 impl CrossEntropyKernels for Flex {
     fn ce_forward(
@@ -101,7 +252,9 @@ impl CrossEntropyKernels for Flex {
         weight: &FlexTensor,
         bias: &FlexTensor,
         targets: FlexTensor,
-    ) -> (FlexTensor, LogitsCache) {
+        weights: &FlexTensor,
+        gradients: bool,
+    ) -> (FlexTensor, Option<[FlexTensor; 3]>) {
         let [n, h] = hidden.layout().shape().dims::<2>();
         let v = weight.layout().shape().dims::<2>()[1];
         let targets = targets
@@ -110,99 +263,46 @@ impl CrossEntropyKernels for Flex {
             .try_into_vec::<i64>()
             .expect("integer targets");
         // Ids come from the vocabulary that sized the output layer; one beyond it would read
-        // the next row's logits.
+        // past the row's logits.
         assert!(
             targets.iter().all(|&t| (0..v as i64).contains(&t)),
             "a target id is outside the {v}-entry output layer"
         );
-        let (hidden, weight) = (floats(hidden), floats(weight));
-        let mut logits: Vec<f32> = floats(bias).iter().copied().cycle().take(n * v).collect();
-        let (h_m, w_m) = (Operand::rows(&hidden, h), Operand::rows(&weight, v));
-        matmul(&mut logits, [n, v, h], h_m, w_m, true);
-        let lse: Vec<f32> = match logits.len() > PARALLEL {
-            true => logits.par_chunks(v).map(row_lse).collect(),
-            false => logits.chunks(v).map(row_lse).collect(),
-        };
-        let loss: Vec<f32> = (0..n)
-            .map(|r| lse[r] - logits[r * v + targets[r] as usize])
-            .collect();
-        let saved = LogitsCache {
-            logits,
-            lse,
-            targets,
+        let (hidden, weight, bias, weights) = (
+            floats(hidden),
+            floats(weight),
+            floats(bias),
+            floats(weights),
+        );
+        let problem = Problem {
+            hidden: &hidden,
+            weight: &weight,
+            bias: &bias,
+            targets: &targets,
+            weights: &weights,
             dims: [n, h, v],
         };
-        (tensor(loss, &[n]), saved)
+        let (loss, grads) = fused(&problem, gradients);
+        let grads = grads.map(|[d_hidden, d_weight, d_bias]| {
+            [
+                tensor(d_hidden, &[n, h]),
+                tensor(d_weight, &[h, v]),
+                tensor(d_bias, &[v]),
+            ]
+        });
+        (tensor(vec![loss], &[1]), grads)
     }
 
-    fn ce_backward(
-        saved: LogitsCache,
-        hidden: &FlexTensor,
-        weight: &FlexTensor,
-        grad: FlexTensor,
-    ) -> [FlexTensor; 3] {
-        let LogitsCache {
-            mut logits,
-            lse,
-            targets,
-            dims: [n, h, v],
-        } = saved;
-        let (hidden, weight) = (floats(hidden), floats(weight));
-        let g = floats(&grad);
-        // The logits become d loss / d logits in place.
-        let softmax_grad = |(r, row): (usize, &mut [f32])| {
-            let (g, lse) = (g[r], lse[r]);
-            if g == 0.0 {
-                row.fill(0.0);
-                return;
-            }
-            row.iter_mut().for_each(|x| *x = g * exp(*x - lse));
-            row[targets[r] as usize] -= g;
-        };
-        match logits.len() > PARALLEL {
-            true => logits.par_chunks_mut(v).enumerate().for_each(softmax_grad),
-            false => logits.chunks_mut(v).enumerate().for_each(softmax_grad),
+    fn ce_scale(gradients: [FlexTensor; 3], grad: FlexTensor) -> [FlexTensor; 3] {
+        let g = floats(&grad)[0];
+        if g == 1.0 {
+            return gradients;
         }
-        let d = Operand::rows(&logits, v);
-        let mut d_hidden = vec![0.0f32; n * h];
-        matmul(
-            &mut d_hidden,
-            [n, h, v],
-            d,
-            Operand::transposed(&weight, v),
-            false,
-        );
-        let mut d_weight = vec![0.0f32; h * v];
-        matmul(
-            &mut d_weight,
-            [h, v, n],
-            Operand::transposed(&hidden, h),
-            d,
-            false,
-        );
-        let column_sums = |rows: &[f32]| {
-            let mut sum = vec![0.0f32; v];
-            for row in rows.chunks_exact(v) {
-                sum.iter_mut().zip(row).for_each(|(s, x)| *s += x);
-            }
-            sum
-        };
-        let add = |mut a: Vec<f32>, b: Vec<f32>| {
-            a.iter_mut().zip(&b).for_each(|(s, x)| *s += x);
-            a
-        };
-        let d_bias = match logits.len() > PARALLEL {
-            true => logits
-                .par_chunks(v * 256)
-                .map(column_sums)
-                .reduce(|| vec![0.0f32; v], add),
-            false => column_sums(&logits),
-        };
-        [
-            tensor(d_hidden, &[n, h]),
-            tensor(d_weight, &[h, v]),
-            tensor(d_bias, &[v]),
-        ]
+        gradients.map(|t| {
+            let shape = t.layout().shape().to_vec();
+            let scaled = floats(&t).iter().map(|x| x * g).collect();
+            tensor(scaled, &shape)
+        })
     }
 }
 
@@ -212,23 +312,22 @@ impl CrossEntropyOps for Flex {
         weight: FlexTensor,
         bias: FlexTensor,
         targets: FlexTensor,
+        weights: FlexTensor,
     ) -> FlexTensor {
-        Self::ce_forward(&hidden, &weight, &bias, targets).0
+        Self::ce_forward(&hidden, &weight, &bias, targets, &weights, false).0
     }
 }
 
-/// The loss's backward pass on the tape.
+/// The loss's backward pass on the tape: the forward pass's gradients, scaled.
 #[derive(Debug)]
 struct LinearCrossEntropy;
 
 impl<B: Backend + CrossEntropyKernels> HandBackward<B, 3> for LinearCrossEntropy {
-    type State = (LogitsCache, FloatTensor<B>, FloatTensor<B>);
+    type State = Option<[FloatTensor<B>; 3]>;
 
-    fn gradients(
-        (saved, hidden, weight): Self::State,
-        grad: FloatTensor<B>,
-    ) -> [FloatTensor<B>; 3] {
-        B::ce_backward(saved, &hidden, &weight, grad)
+    fn gradients(state: Self::State, grad: FloatTensor<B>) -> [FloatTensor<B>; 3] {
+        let gradients = state.expect("gradients are computed whenever an input is tracked");
+        B::ce_scale(gradients, grad)
     }
 }
 
@@ -238,11 +337,15 @@ impl<B: Backend + CrossEntropyKernels, C: CheckpointStrategy> CrossEntropyOps fo
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         targets: IntTensor<Self>,
+        weights: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        record::<B, C, LinearCrossEntropy, 3>([hidden, weight, bias], |[hidden, weight, bias]| {
-            let (loss, saved) = B::ce_forward(&hidden, &weight, &bias, targets);
-            (loss, (saved, hidden, weight))
-        })
+        let weights = weights.into_primitive();
+        record::<B, C, LinearCrossEntropy, 3>(
+            [hidden, weight, bias],
+            |[hidden, weight, bias], tracked| {
+                B::ce_forward(&hidden, &weight, &bias, targets, &weights, tracked)
+            },
+        )
     }
 }
 
@@ -277,40 +380,67 @@ mod tests {
         (output, hidden, targets, weights)
     }
 
-    #[test]
-    fn forward_and_gradients_match_the_reference_loss() {
+    /// The fused loss and the stock path's weighted sum, each times 2.5 (so the gradients
+    /// are scaled in the backward pass), with their gradients of hidden, weight and bias.
+    fn losses_and_gradients([n, h, v]: [usize; 3], padded: bool) -> [[Vec<f32>; 4]; 2] {
         let device = Device::flex().autodiff();
-        let (output, hidden, targets, weights) = problem([37, 16, 1000], &device);
-        let run = |fused: bool| {
+        let (output, hidden, targets, mut weights) = problem([n, h, v], &device);
+        if !padded {
+            weights = weights.ones_like();
+        }
+        [true, false].map(|fused| {
             let hidden = hidden.clone().require_grad();
-            let rows = match fused {
-                true => linear_cross_entropy(&output, hidden.clone(), targets.clone()),
-                false => reference(output.forward(hidden.clone()), targets.clone()),
+            let loss = match fused {
+                true => {
+                    linear_cross_entropy(&output, hidden.clone(), targets.clone(), weights.clone())
+                }
+                false => (reference(output.forward(hidden.clone()), targets.clone())
+                    * weights.clone())
+                .sum(),
             };
-            let grads = (rows.clone() * weights.clone()).sum().backward();
+            let grads = (loss.clone() * 2.5).backward();
             let bias = output.bias.as_ref().unwrap().grad(&grads).unwrap();
             [
-                values(rows.inner()),
+                values(loss.inner()),
                 values(hidden.grad(&grads).unwrap()),
                 values(output.weight.grad(&grads).unwrap()),
                 values(bias),
             ]
-        };
-        let fused = run(true);
-        let stock = run(false);
-        let what = [
-            "loss",
-            "hidden gradient",
-            "weight gradient",
-            "bias gradient",
-        ];
-        for ((a, b), what) in fused.iter().zip(&stock).zip(what) {
-            for (x, y) in a.iter().zip(b) {
-                assert!(
-                    (x - y).abs() <= 1e-5 * y.abs().max(1.0),
-                    "{what}: {x} vs {y}"
-                );
+        })
+    }
+
+    #[test]
+    fn loss_and_gradients_match_the_stock_path() {
+        // One block on the calling thread; several blocks shared among the cores.
+        for dims in [[37, 16, 1000], [300, 16, 1000]] {
+            for padded in [false, true] {
+                let [fused, stock] = losses_and_gradients(dims, padded);
+                let what = [
+                    "loss",
+                    "hidden gradient",
+                    "weight gradient",
+                    "bias gradient",
+                ];
+                for ((a, b), what) in fused.iter().zip(&stock).zip(what) {
+                    let scale = b.iter().fold(1.0f32, |m, x| m.max(x.abs()));
+                    for (x, y) in a.iter().zip(b) {
+                        assert!(
+                            (x - y).abs() <= 2e-5 * scale,
+                            "{dims:?}, padded {padded}, {what}: {x} vs {y}"
+                        );
+                    }
+                }
             }
+        }
+    }
+
+    #[test]
+    fn padding_rows_get_no_gradient() {
+        let [fused, _] = losses_and_gradients([300, 16, 1000], true);
+        let hidden = &fused[1];
+        for (r, row) in hidden.chunks_exact(16).enumerate() {
+            let zero = row.iter().all(|&x| x == 0.0);
+            assert_eq!(zero, r % 5 == 4, "row {r}: {row:?}");
         }
     }
 
@@ -320,18 +450,26 @@ mod tests {
         let [n, h, v] = [6, 3, 5];
         let (output, hidden, targets, weights) = problem([n, h, v], &device);
         let x = hidden.clone().require_grad();
-        let grads = (linear_cross_entropy(&output, x.clone(), targets.clone()) * weights.clone())
-            .sum()
-            .backward();
+        let grads =
+            linear_cross_entropy(&output, x.clone(), targets.clone(), weights.clone()).backward();
         let analytic = values(x.grad(&grads).unwrap());
         let w = values(weights.inner());
         let inner = output.valid();
-        // Only row `r` changes when one of its inputs does; reading that row alone keeps the
+        // Only row `r` changes when one of its inputs does; weighing that row alone keeps the
         // other rows' rounding out of the difference.
         let row_loss = |p: Vec<f32>, r: usize| -> f64 {
             let p = Tensor::from_data(TensorData::new(p, [n, h]), &Device::flex());
-            let rows = linear_cross_entropy(&inner, p, targets.clone().inner());
-            f64::from(values(rows)[r] * w[r])
+            let mut only = vec![0.0f32; n];
+            only[r] = w[r];
+            let only = Tensor::from_data(TensorData::new(only, [n]), &Device::flex());
+            f64::from(
+                values(linear_cross_entropy(
+                    &inner,
+                    p,
+                    targets.clone().inner(),
+                    only,
+                ))[0],
+            )
         };
         let base = values(hidden.inner());
         let eps = 5e-2f32;

@@ -296,7 +296,7 @@ impl<B: Backend + LstmKernels, C: CheckpointStrategy> LstmOps for Autodiff<B, C>
     ) -> FloatTensor<Self> {
         record::<B, C, LstmSequence, 6>(
             [x, w_ih, w_hh, bias, h0, c0],
-            |[x, w_ih, w_hh, bias, h0, c0]| {
+            |[x, w_ih, w_hh, bias, h0, c0], _| {
                 let (out, saved) = B::lstm_forward(&x, &w_ih, &w_hh, &bias, &h0, &c0);
                 (out, (saved, w_ih, w_hh))
             },

@@ -31,8 +31,9 @@ pub(crate) fn exp(x: f32) -> f32 {
 /// register (a single running sum would have to be added in order, one element at a time).
 const LANES: usize = 8;
 
-/// `ln sum exp(row)`, computed stably from the row's maximum.
-pub(crate) fn row_lse(row: &[f32]) -> f32 {
+/// Replaces `row` by `exp(row - max(row))` (a softmax but for the division) and returns the
+/// maximum and the new row's sum, whose log plus the maximum is the log-sum-exp of the row.
+pub(crate) fn exp_in_place(row: &mut [f32]) -> (f32, f32) {
     let chunks = row.chunks_exact(LANES);
     let mut max = [f32::NEG_INFINITY; LANES];
     for c in chunks.clone() {
@@ -45,24 +46,16 @@ pub(crate) fn row_lse(row: &[f32]) -> f32 {
         .iter()
         .chain(&max)
         .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
-    // exp into a small buffer first (a plain element-wise loop vectorises), then sum it.
+    row.iter_mut().for_each(|x| *x = exp(*x - max));
+    let lanes = row.chunks_exact(LANES);
     let mut sum = [0.0f32; LANES];
-    let mut buf = [0.0f32; 256];
-    for block in row.chunks(buf.len()) {
-        let buf = &mut buf[..block.len()];
-        for (e, &x) in buf.iter_mut().zip(block) {
-            *e = exp(x - max);
+    let tail: f32 = lanes.remainder().iter().sum();
+    for c in lanes {
+        for l in 0..LANES {
+            sum[l] += c[l];
         }
-        let lanes = buf.chunks_exact(LANES);
-        let tail: f32 = lanes.remainder().iter().sum();
-        for c in lanes {
-            for l in 0..LANES {
-                sum[l] += c[l];
-            }
-        }
-        sum[0] += tail;
     }
-    max + sum.iter().sum::<f32>().ln()
+    (max, sum.iter().sum::<f32>() + tail)
 }
 
 /// The derivative of `f` at 0 by the fourth-order central difference with step `eps`: what

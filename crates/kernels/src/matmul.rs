@@ -112,8 +112,8 @@ fn agrees_with_gemm(sgemm: Sgemm) -> Result<(), String> {
     let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.71).cos()).collect();
     let [mut theirs, mut ours] = [vec![0.5f32; m * n], vec![0.5f32; m * n]];
     let (a, b) = (Operand::rows(&a, k), Operand::rows(&b, n));
-    product(Some(sgemm), &mut theirs, [m, n, k], a, b, true);
-    product(None, &mut ours, [m, n, k], a, b, true);
+    product(Some(sgemm), &mut theirs, [m, n, k], a, b, true, false);
+    product(None, &mut ours, [m, n, k], a, b, true, false);
     match theirs.iter().zip(&ours).all(|(x, y)| (x - y).abs() < 1e-4) {
         true => Ok(()),
         false => Err(format!(
@@ -221,11 +221,32 @@ const SMALL: usize = 1 << 18;
 
 /// `dst[m, n] = (dst if accumulate) + a[m, k] · b[k, n]`, `dst` row-major.
 pub fn matmul(dst: &mut [f32], dims: [usize; 3], a: Operand, b: Operand, accumulate: bool) {
-    let sgemm = sgemm().filter(|_| dims.iter().product::<usize>() > SMALL);
-    product(sgemm, dst, dims, a, b, accumulate);
+    let large = dims.iter().product::<usize>() > SMALL;
+    product(
+        sgemm().filter(|_| large),
+        dst,
+        dims,
+        a,
+        b,
+        accumulate,
+        large,
+    );
 }
 
-/// [`matmul`] through `sgemm`, or through the `gemm` crate when `None`.
+/// [`matmul`] on the calling thread alone, by the `gemm` crate: for callers that spread
+/// their own blocks of work over the cores (OpenBLAS would start its threads for each block).
+pub fn matmul_on_this_thread(
+    dst: &mut [f32],
+    dims: [usize; 3],
+    a: Operand,
+    b: Operand,
+    accumulate: bool,
+) {
+    product(None, dst, dims, a, b, accumulate, false);
+}
+
+/// [`matmul`] through `sgemm`, or through the `gemm` crate when `None`, on every core when
+/// `parallel`.
 fn product(
     sgemm: Option<Sgemm>,
     dst: &mut [f32],
@@ -233,6 +254,7 @@ fn product(
     a: Operand,
     b: Operand,
     accumulate: bool,
+    parallel: bool,
 ) {
     let reach = |o: Operand, r: usize, c: usize| {
         (r.max(1) - 1) * o.strides[0] + (c.max(1) - 1) * o.strides[1]
@@ -291,7 +313,7 @@ fn product(
             false,
             false,
             false,
-            if m * n * k > SMALL {
+            if parallel {
                 Parallelism::Rayon(0)
             } else {
                 Parallelism::None
@@ -331,7 +353,7 @@ mod tests {
             let b_ops = [Operand::rows(&b, n), Operand::transposed(&b_t, k)];
             for (x, y) in a_ops.iter().flat_map(|x| b_ops.iter().map(move |y| (x, y))) {
                 let mut got = vec![1.0f32; m * n];
-                product(sgemm, &mut got, [m, n, k], *x, *y, true);
+                product(sgemm, &mut got, [m, n, k], *x, *y, true, false);
                 for (g, w) in got.iter().zip(&want) {
                     assert!(
                         (g - w).abs() < 1e-5,

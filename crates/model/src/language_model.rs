@@ -172,10 +172,24 @@ impl LanguageModel {
         self.output.forward(hidden)
     }
 
-    /// Per-row cross-entropy of the output layer on `hidden [N, H]` against `targets [N]`
-    /// (fused on flex: the logits are never a tensor of their own).
-    pub fn loss_rows(&self, hidden: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
-        crate::loss::output_cross_entropy(&self.output, hidden, targets, self.kernels)
+    /// The output layer's cross-entropy on `hidden [N, H]` against `targets [N]`, weighted
+    /// by `weights [N]` and divided by `weight_sum` (fused on flex: the logits are never a
+    /// tensor of their own).
+    pub fn loss(
+        &self,
+        hidden: Tensor<2>,
+        targets: Tensor<1, Int>,
+        weights: Tensor<1>,
+        weight_sum: f32,
+    ) -> Tensor<1> {
+        crate::loss::output_loss(
+            &self.output,
+            hidden,
+            targets,
+            weights,
+            weight_sum,
+            self.kernels,
+        )
     }
 
     /// The same model running `kernels`.

@@ -5,25 +5,24 @@ use burn::tensor::{Int, Tensor};
 use kernels::Kernels;
 use kernels::linear_cross_entropy::{linear_cross_entropy, reference};
 
-/// Per-row cross-entropy of `output` applied to `hidden [N, H]` against `targets [N]`: the
+/// The cross-entropy of `output` applied to `hidden [N, H]` against `targets [N]`, weighted
+/// per row by `weights [N]` (0 drops a padding position) and divided by `weight_sum`: the
 /// fused operation where `kernels` runs it, Burn's own of the layer's logits elsewhere.
-pub fn output_cross_entropy(
+pub fn output_loss(
     output: &Linear,
     hidden: Tensor<2>,
     targets: Tensor<1, Int>,
+    weights: Tensor<1>,
+    weight_sum: f32,
     kernels: Kernels,
 ) -> Tensor<1> {
+    let divisor = weight_sum.max(1.0);
     if kernels.fused_on(&hidden.device()) {
-        linear_cross_entropy(output, hidden, targets)
+        linear_cross_entropy(output, hidden, targets, weights.div_scalar(divisor))
     } else {
-        reference(output.forward(hidden), targets)
+        let rows = reference(output.forward(hidden), targets);
+        (rows * weights).sum().div_scalar(divisor)
     }
-}
-
-/// The mean of per-row losses weighted by `weights [N]` (0 drops a padding position), over
-/// the weights' sum.
-pub fn weighted_mean(rows: Tensor<1>, weights: Tensor<1>, weight_sum: f32) -> Tensor<1> {
-    (rows * weights).sum().div_scalar(weight_sum.max(1.0))
 }
 
 #[cfg(test)]
@@ -58,8 +57,15 @@ mod tests {
             let [hidden, weights] = [logits.clone(), weights.clone().unsqueeze_dim::<2>(0)]
                 .map(|t| t.to_device(&device));
             let targets = targets.clone().to_device(&device);
-            let rows = output_cross_entropy(&output, hidden, targets, Kernels::Fused);
-            let got: f32 = weighted_mean(rows, weights.squeeze_dim(0), 2.0).into_scalar();
+            let loss = output_loss(
+                &output,
+                hidden,
+                targets,
+                weights.squeeze_dim(0),
+                2.0,
+                Kernels::Fused,
+            );
+            let got: f32 = loss.into_scalar();
             assert!(
                 (got as f64 - want).abs() < 1e-5,
                 "{device:?}: {got} vs {want}"

@@ -4,7 +4,6 @@
 use burn::prelude::s;
 use burn::tensor::{Device, Tensor, TensorData};
 use data::Batch;
-use model::loss::weighted_mean;
 use model::recurrent::State;
 use model::{LanguageModel, ids_tensor};
 
@@ -30,8 +29,7 @@ pub fn batch_loss(
         hidden
     };
     let [_, rows, width] = hidden.dims();
-    let losses = model.loss_rows(hidden.reshape([b * rows, width]), targets);
-    let loss = weighted_mean(losses, weights, weight);
+    let loss = model.loss(hidden.reshape([b * rows, width]), targets, weights, weight);
     (loss, f64::from(weight), state)
 }
 
