@@ -23,7 +23,7 @@ use rayon::prelude::*;
 
 use crate::autodiff::{HandBackward, record};
 use crate::flex_buffers::{floats, linear_bias, tensor};
-use crate::math::exp_in_place;
+use crate::math::{Vectorised, exp_in_place, widest_vectors};
 use crate::matmul::{Operand, matmul_on_this_thread};
 
 /// The output layer's weighted cross-entropy as a backend operation.
@@ -162,18 +162,12 @@ impl Part {
             Operand::rows(p.weight, v),
             true,
         );
-        for (row, &r) in self.logits.chunks_exact_mut(v).zip(rows) {
-            let (t, w) = (p.targets[r] as usize, p.weights[r]);
-            let target = row[t];
-            let (max, sum) = exp_in_place(row);
-            self.loss += f64::from(w * (max + sum.ln() - target));
-            if gradients {
-                // The row becomes d loss / d logits: `w * softmax - w * one_hot`.
-                let scale = w / sum;
-                row.iter_mut().for_each(|x| *x *= scale);
-                row[t] -= w;
-            }
-        }
+        self.loss += widest_vectors(RowLosses {
+            logits: &mut self.logits,
+            rows,
+            problem: p,
+            gradients,
+        });
         if !gradients {
             return;
         }
@@ -198,6 +192,40 @@ impl Part {
             self.d_bias.iter_mut().zip(row).for_each(|(s, x)| *s += x);
         }
         self.rows.extend_from_slice(rows);
+    }
+}
+
+/// A block's logits turned into its weighted loss and, with `gradients`, in place into
+/// `weight * (softmax - one_hot)`, the loss's gradient with respect to them.
+struct RowLosses<'a> {
+    logits: &'a mut [f32],
+    rows: &'a [usize],
+    problem: &'a Problem<'a>,
+    gradients: bool,
+}
+
+impl Vectorised for RowLosses<'_> {
+    type Output = f64;
+
+    #[inline(always)]
+    fn run(self) -> f64 {
+        let v = self.problem.dims[2];
+        let mut loss = 0.0f64;
+        for (row, &r) in self.logits.chunks_exact_mut(v).zip(self.rows) {
+            let (t, w) = (
+                self.problem.targets[r] as usize,
+                self.problem.weights[r],
+            );
+            let target = row[t];
+            let (max, sum) = exp_in_place(row);
+            loss += f64::from(w * (max + sum.ln() - target));
+            if self.gradients {
+                let scale = w / sum;
+                row.iter_mut().for_each(|x| *x *= scale);
+                row[t] -= w;
+            }
+        }
+        loss
     }
 }
 

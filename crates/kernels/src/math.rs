@@ -29,10 +29,48 @@ pub(crate) fn exp(x: f32) -> f32 {
 
 /// Lanes of the row reductions: independent partial results the compiler keeps in one vector
 /// register (a single running sum would have to be added in order, one element at a time).
-const LANES: usize = 8;
+const LANES: usize = 16;
+
+/// Work whose loops should use the widest vector instructions the CPU has: see
+/// [`widest_vectors`].
+pub(crate) trait Vectorised {
+    /// What the work returns.
+    type Output;
+    /// Does the work; implementations are `#[inline(always)]` so that they are compiled into
+    /// each of [`widest_vectors`]'s variants.
+    fn run(self) -> Self::Output;
+}
+
+/// Runs `work` compiled for AVX-512, or AVX2 with FMA, when the CPU has them (checked at run
+/// time): the crate itself is built for baseline x86-64, whose 4-lane SSE is all the
+/// vectoriser may use elsewhere.
+pub(crate) fn widest_vectors<V: Vectorised>(work: V) -> V::Output {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        fn avx512<V: Vectorised>(work: V) -> V::Output {
+            work.run()
+        }
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2<V: Vectorised>(work: V) -> V::Output {
+            work.run()
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has the instructions the function is compiled for.
+            return unsafe { avx512(work) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: as above.
+            return unsafe { avx2(work) };
+        }
+    }
+    work.run()
+}
 
 /// Replaces `row` by `exp(row - max(row))` (a softmax but for the division) and returns the
 /// maximum and the new row's sum, whose log plus the maximum is the log-sum-exp of the row.
+#[inline(always)]
 pub(crate) fn exp_in_place(row: &mut [f32]) -> (f32, f32) {
     let chunks = row.chunks_exact(LANES);
     let mut max = [f32::NEG_INFINITY; LANES];

@@ -219,18 +219,15 @@ impl<'a> Operand<'a> {
 /// 512).
 const SMALL: usize = 1 << 18;
 
+/// Products at most this large run on the calling thread: sharing them costs more than it
+/// saves (an LSTM step of the textbook model, 32 x 512 x 128).
+const PARALLEL: usize = 1 << 22;
+
 /// `dst[m, n] = (dst if accumulate) + a[m, k] · b[k, n]`, `dst` row-major.
 pub fn matmul(dst: &mut [f32], dims: [usize; 3], a: Operand, b: Operand, accumulate: bool) {
-    let large = dims.iter().product::<usize>() > SMALL;
-    product(
-        sgemm().filter(|_| large),
-        dst,
-        dims,
-        a,
-        b,
-        accumulate,
-        large,
-    );
+    let size = dims.iter().product::<usize>();
+    let sgemm = sgemm().filter(|_| size > SMALL);
+    product(sgemm, dst, dims, a, b, accumulate, size > PARALLEL);
 }
 
 /// [`matmul`] on the calling thread alone, by the `gemm` crate: for callers that spread
