@@ -4,6 +4,7 @@
 
 mod load;
 mod ours;
+mod peak;
 mod pytorch;
 mod report;
 mod shared_data;
@@ -12,6 +13,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use model::Matmul;
 use ours::Row;
 
 /// Speed figures for the LSTM language model.
@@ -48,6 +50,10 @@ struct CompareArgs {
     /// Leave out PyTorch (on a machine without it).
     #[arg(long)]
     no_pytorch: bool,
+    /// Add a row for PyTorch with the model compiled by `torch.compile` (what a PyTorch user
+    /// tries next; compiling takes a minute or two on the first step, which is not timed).
+    #[arg(long)]
+    pytorch_compile: bool,
     /// Add a row for our step on wgpu's preferred adapter (build with `--features wgpu`).
     #[arg(long)]
     wgpu: bool,
@@ -100,10 +106,23 @@ fn compare(args: &CompareArgs) -> Result<()> {
         false => Some(pytorch::python(args.python.as_deref())?),
     };
     let batches = shared_data::prepare(steps + 1)?;
+    let openblas = match kernels::matmul::select(Matmul::Openblas) {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("no OpenBLAS row: {e}");
+            false
+        }
+    };
+    eprintln!("measuring this machine's matrix-product peak");
+    let limit = peak::Limit::measure(&batches)?;
     let mut runs = Vec::new();
     for round in 1..=rounds {
         eprintln!("round {round}/{rounds}: ours");
         runs.push(ours::spawn(&batches, steps, Row::Ours)?);
+        if openblas {
+            eprintln!("round {round}/{rounds}: ours with OpenBLAS");
+            runs.push(ours::spawn(&batches, steps, Row::OursOpenblas)?);
+        }
         if let Some(python) = &python {
             eprintln!("round {round}/{rounds}: PyTorch");
             runs.push(pytorch::spawn(
@@ -111,7 +130,18 @@ fn compare(args: &CompareArgs) -> Result<()> {
                 &batches,
                 steps,
                 &args.pytorch_device,
+                false,
             )?);
+            if args.pytorch_compile {
+                eprintln!("round {round}/{rounds}: PyTorch + torch.compile");
+                runs.push(pytorch::spawn(
+                    python,
+                    &batches,
+                    steps,
+                    &args.pytorch_device,
+                    true,
+                )?);
+            }
         }
         if !args.no_stock {
             eprintln!("round {round}/{rounds}: stock Burn");
@@ -123,6 +153,7 @@ fn compare(args: &CompareArgs) -> Result<()> {
         }
     }
     print!("{}", report::table(&batches, &runs));
+    print!("{}", limit.report(&runs));
     Ok(())
 }
 

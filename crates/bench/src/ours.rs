@@ -89,8 +89,11 @@ pub fn memorise() -> Result<ToTarget> {
 /// Which build of our step a `bench ours` process measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Row {
-    /// The product on flex: fused operations, OpenBLAS when present.
+    /// The product on flex as a new user gets it: fused operations, the built-in `gemm`
+    /// crate for the matrix products.
     Ours,
+    /// The same with the system's OpenBLAS for the products it takes (the optional package).
+    OursOpenblas,
     /// Burn's own `nn::Lstm`, `Linear` and cross-entropy on flex, with the `gemm` crate.
     Stock,
     /// The product on wgpu (Burn's stock operations on the GPU).
@@ -105,7 +108,12 @@ pub fn spawn(batches: &SharedData, steps: usize, row: Row) -> Result<Measured> {
         .arg(&batches.meta)
         .args(["--steps", &steps.to_string()]);
     match row {
-        Row::Ours => {}
+        Row::Ours => {
+            cmd.args(["--matmul", "builtin"]);
+        }
+        Row::OursOpenblas => {
+            cmd.args(["--matmul", "openblas"]);
+        }
         Row::Stock => {
             cmd.args(["--kernels", "reference", "--matmul", "builtin"]);
         }

@@ -55,8 +55,15 @@ fn run(cmd: &mut Command, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Runs the reference script on `batches` for `steps` timed steps on `device` (`cpu`, `cuda`).
-pub fn spawn(python: &Path, batches: &SharedData, steps: usize, device: &str) -> Result<Measured> {
+/// Runs the reference script on `batches` for `steps` timed steps on `device` (`cpu`, `cuda`),
+/// with the model compiled by `torch.compile` when `compile`.
+pub fn spawn(
+    python: &Path,
+    batches: &SharedData,
+    steps: usize,
+    device: &str,
+    compile: bool,
+) -> Result<Measured> {
     let mut cmd = Command::new(python);
     cmd.arg(SCRIPT).arg("--batches").arg(&batches.meta).args([
         "--steps",
@@ -64,6 +71,9 @@ pub fn spawn(python: &Path, batches: &SharedData, steps: usize, device: &str) ->
         "--device",
         device,
     ]);
+    if compile {
+        cmd.arg("--compile");
+    }
     read_report(cmd, "the PyTorch reference")
 }
 

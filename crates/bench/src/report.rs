@@ -6,7 +6,8 @@ use std::fmt::Write;
 use crate::ours::{Measured, ToTarget};
 use crate::shared_data::SharedData;
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The middle value (the mean of the two middle ones for an even count).
+pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     match v.len() {
         0 => f64::NAN,
@@ -82,9 +83,11 @@ pub fn table(batches: &SharedData, runs: &[Measured]) -> String {
 /// The short name of a system in the ratio lines.
 fn kind(system: &str) -> &'static str {
     match system {
+        s if s.starts_with("PyTorch") && s.contains("torch.compile") => "pytorch-compile",
         s if s.starts_with("PyTorch") => "pytorch",
         s if s.starts_with("stock Burn") => "stock-burn",
         s if s.starts_with("ours (wgpu") => "wgpu",
+        s if s.contains("OpenBLAS") => "ours-openblas",
         _ => "ours",
     }
 }

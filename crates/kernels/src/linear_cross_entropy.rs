@@ -212,10 +212,7 @@ impl Vectorised for RowLosses<'_> {
         let v = self.problem.dims[2];
         let mut loss = 0.0f64;
         for (row, &r) in self.logits.chunks_exact_mut(v).zip(self.rows) {
-            let (t, w) = (
-                self.problem.targets[r] as usize,
-                self.problem.weights[r],
-            );
+            let (t, w) = (self.problem.targets[r] as usize, self.problem.weights[r]);
             let target = row[t];
             let (max, sum) = exp_in_place(row);
             loss += f64::from(w * (max + sum.ln() - target));
