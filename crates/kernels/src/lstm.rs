@@ -20,7 +20,7 @@ use burn_flex::FlexTensor;
 
 use crate::autodiff::{HandBackward, record};
 use crate::flex_buffers::{floats, linear_bias, tensor};
-use crate::math::sigmoid;
+use crate::math::{Vectorised, sigmoid, tanh, widest_vectors};
 use crate::matmul::{Operand, matmul};
 
 /// The LSTM recurrence as a backend operation.
@@ -116,6 +116,122 @@ pub trait LstmKernels: Backend {
     ) -> [FloatTensor<Self>; 6];
 }
 
+/// One step of the cell for every sequence: the gates' pre-activations `[B, 4H]` become
+/// their activations (input, forget, cell, output) in place, and the new cell and hidden
+/// states `[B, H]` are written.
+struct CellForward<'a> {
+    gates: &'a mut [f32],
+    c_prev: &'a [f32],
+    c_next: &'a mut [f32],
+    h_next: &'a mut [f32],
+    hd: usize,
+}
+
+impl Vectorised for CellForward<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        let hd = self.hd;
+        let states = self
+            .c_prev
+            .chunks_exact(hd)
+            .zip(self.c_next.chunks_exact_mut(hd));
+        let rows = self.gates.chunks_exact_mut(4 * hd).zip(states);
+        // Short loops over few slices each: with more, the vectoriser gives up on proving
+        // that they do not overlap.
+        for ((row, (c_prev, c_next)), h_next) in rows.zip(self.h_next.chunks_exact_mut(hd)) {
+            let (ifg, o) = row.split_at_mut(3 * hd);
+            let (i_f, g) = ifg.split_at_mut(2 * hd);
+            i_f.iter_mut().for_each(|x| *x = sigmoid(*x));
+            g.iter_mut().for_each(|x| *x = tanh(*x));
+            o.iter_mut().for_each(|x| *x = sigmoid(*x));
+            let (i, f) = i_f.split_at(hd);
+            for (((c, c_prev), (i, f)), g) in c_next
+                .iter_mut()
+                .zip(c_prev)
+                .zip(i.iter().zip(f))
+                .zip(g.iter())
+            {
+                *c = f * c_prev + i * g;
+            }
+            for ((h, c), o) in h_next.iter_mut().zip(c_next.iter()).zip(o.iter()) {
+                *h = o * tanh(*c);
+            }
+        }
+    }
+}
+
+/// One step of the cell's backward pass for every sequence: from the step's activations, the
+/// cell states around it and the gradients flowing in (`dh`, `dc`, and the output's at this
+/// step), the gradients of the gates' pre-activations; `dc` becomes the previous step's.
+struct CellBackward<'a> {
+    /// `[B, 4H]` activations and their gradients.
+    gates: &'a [f32],
+    d_gates: &'a mut [f32],
+    /// `[B, H]`: the cell state before and after the step.
+    c_prev: &'a [f32],
+    c_next: &'a [f32],
+    dh: &'a [f32],
+    dc: &'a mut [f32],
+    /// The output's gradient `[B, steps + 1, H]`, and this step.
+    grad: &'a [f32],
+    step: usize,
+    steps: usize,
+    hd: usize,
+}
+
+impl Vectorised for CellBackward<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        let hd = self.hd;
+        // tanh of the new cell state, and the hidden state's whole gradient.
+        let (mut tc, mut dh_all) = (vec![0.0f32; hd], vec![0.0f32; hd]);
+        let rows = self
+            .gates
+            .chunks_exact(4 * hd)
+            .zip(self.d_gates.chunks_exact_mut(4 * hd));
+        let states = self
+            .c_prev
+            .chunks_exact(hd)
+            .zip(self.c_next.chunks_exact(hd));
+        let flows = self.dh.chunks_exact(hd).zip(self.dc.chunks_exact_mut(hd));
+        // Short loops over few slices each, as in the forward pass.
+        for (bi, ((rows, states), flows)) in rows.zip(states).zip(flows).enumerate() {
+            let ((act, d), (c_prev, c_next), (dh, dc)) = (rows, states, flows);
+            let out = &self.grad[(bi * (self.steps + 1) + self.step) * hd..][..hd];
+            let (i, rest) = act.split_at(hd);
+            let (f, rest) = rest.split_at(hd);
+            let (g, o) = rest.split_at(hd);
+            let (di, rest) = d.split_at_mut(hd);
+            let (df, rest) = rest.split_at_mut(hd);
+            let (dg, d_out) = rest.split_at_mut(hd);
+            tc.iter_mut().zip(c_next).for_each(|(t, c)| *t = tanh(*c));
+            for ((s, dh), out) in dh_all.iter_mut().zip(dh).zip(out) {
+                *s = dh + out;
+            }
+            for (((d, dh), t), o) in d_out.iter_mut().zip(&dh_all).zip(&tc).zip(o) {
+                *d = dh * t * o * (1.0 - o);
+            }
+            for (((dc, dh), t), o) in dc.iter_mut().zip(&dh_all).zip(&tc).zip(o) {
+                *dc += dh * o * (1.0 - t * t);
+            }
+            for (((d, dc), g), i) in di.iter_mut().zip(dc.iter()).zip(g).zip(i) {
+                *d = dc * g * i * (1.0 - i);
+            }
+            for (((d, dc), c), f) in df.iter_mut().zip(dc.iter()).zip(c_prev).zip(f) {
+                *d = dc * c * f * (1.0 - f);
+            }
+            for (((d, dc), i), g) in dg.iter_mut().zip(dc.iter()).zip(i).zip(g) {
+                *d = dc * i * (1.0 - g * g);
+            }
+            dc.iter_mut().zip(f).for_each(|(dc, f)| *dc *= f);
+        }
+    }
+}
+
 impl LstmKernels for Flex {
     fn lstm_forward(
         x: &FlexTensor,
@@ -138,7 +254,10 @@ impl LstmKernels for Flex {
             }
         }
         // Input projection of every step at once, bias included.
-        let mut gates: Vec<f32> = bias.iter().copied().cycle().take(t * b * g4).collect();
+        let mut gates = vec![0.0f32; t * b * g4];
+        gates
+            .chunks_exact_mut(g4)
+            .for_each(|row| row.copy_from_slice(&bias));
         let (xs_m, w_ih_m) = (Operand::rows(&xs, e), Operand::rows(&w_ih, g4));
         matmul(&mut gates, [t * b, g4, e], xs_m, w_ih_m, true);
         let mut h = vec![0.0f32; (t + 1) * b * hd];
@@ -151,19 +270,13 @@ impl LstmKernels for Flex {
             let (h_m, w_hh_m) = (Operand::rows(h_prev, hd), Operand::rows(&w_hh, g4));
             matmul(step, [b, g4, hd], h_m, w_hh_m, true);
             let (c_prev, c_next) = c[ti * b * hd..(ti + 2) * b * hd].split_at_mut(b * hd);
-            for bi in 0..b {
-                let row = &mut step[bi * g4..(bi + 1) * g4];
-                for j in 0..hd {
-                    let i = sigmoid(row[j]);
-                    let f = sigmoid(row[hd + j]);
-                    let g = row[2 * hd + j].tanh();
-                    let o = sigmoid(row[3 * hd + j]);
-                    let cell = f * c_prev[bi * hd + j] + i * g;
-                    c_next[bi * hd + j] = cell;
-                    h_next[bi * hd + j] = o * cell.tanh();
-                    [row[j], row[hd + j], row[2 * hd + j], row[3 * hd + j]] = [i, f, g, o];
-                }
-            }
+            widest_vectors(CellForward {
+                gates: step,
+                c_prev,
+                c_next,
+                h_next,
+                hd,
+            });
         }
         // Packed output [B, T + 1, H]: every step's h, then the last c.
         let mut out = vec![0.0f32; b * (t + 1) * hd];
@@ -203,22 +316,18 @@ impl LstmKernels for Flex {
         }
         for ti in (0..t).rev() {
             let step = &mut d_gates[ti * b * g4..(ti + 1) * b * g4];
-            for bi in 0..b {
-                let act = &gates[(ti * b + bi) * g4..][..g4];
-                let d = &mut step[bi * g4..(bi + 1) * g4];
-                let k = |j: usize| bi * hd + j;
-                for j in 0..hd {
-                    let (i, f, g, o) = (act[j], act[hd + j], act[2 * hd + j], act[3 * hd + j]);
-                    let dh_j = dh[k(j)] + grad[(bi * (t + 1) + ti) * hd + j];
-                    let tc = c[(ti + 1) * b * hd + k(j)].tanh();
-                    let dc_j = dc[k(j)] + dh_j * o * (1.0 - tc * tc);
-                    d[j] = dc_j * g * i * (1.0 - i);
-                    d[hd + j] = dc_j * c[ti * b * hd + k(j)] * f * (1.0 - f);
-                    d[2 * hd + j] = dc_j * i * (1.0 - g * g);
-                    d[3 * hd + j] = dh_j * tc * o * (1.0 - o);
-                    dc[k(j)] = dc_j * f;
-                }
-            }
+            widest_vectors(CellBackward {
+                gates: &gates[ti * b * g4..(ti + 1) * b * g4],
+                d_gates: step,
+                c_prev: &c[ti * b * hd..(ti + 1) * b * hd],
+                c_next: &c[(ti + 1) * b * hd..(ti + 2) * b * hd],
+                dh: &dh,
+                dc: &mut dc,
+                grad: &grad,
+                step: ti,
+                steps: t,
+                hd,
+            });
             // dh for the step before: dG · w_hhᵀ.
             let (d_m, w_hh_t) = (Operand::rows(step, g4), Operand::transposed(&w_hh, g4));
             matmul(&mut dh, [b, hd, g4], d_m, w_hh_t, false);
