@@ -116,6 +116,17 @@ pub trait LstmKernels: Backend {
     ) -> [FloatTensor<Self>; 6];
 }
 
+/// The transpose `[cols, rows]` of a row-major `[rows, cols]` matrix.
+fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; rows * cols];
+    for (r, row) in values.chunks_exact(cols).enumerate() {
+        for (c, &x) in row.iter().enumerate() {
+            out[c * rows + r] = x;
+        }
+    }
+    out
+}
+
 /// One step of the cell for every sequence: the gates' pre-activations `[B, 4H]` become
 /// their activations (input, forget, cell, output) in place, and the new cell and hidden
 /// states `[B, H]` are written.
@@ -314,6 +325,9 @@ impl LstmKernels for Flex {
         for bi in 0..b {
             dc[bi * hd..][..hd].copy_from_slice(&grad[(bi * (t + 1) + t) * hd..][..hd]);
         }
+        // w_hhᵀ row-major: each step's product then reads it as the product library packs
+        // fastest (a transposed operand costs it about twice the time at these sizes).
+        let w_hh_t = transpose(&w_hh, hd, g4);
         for ti in (0..t).rev() {
             let step = &mut d_gates[ti * b * g4..(ti + 1) * b * g4];
             widest_vectors(CellBackward {
@@ -329,7 +343,7 @@ impl LstmKernels for Flex {
                 hd,
             });
             // dh for the step before: dG · w_hhᵀ.
-            let (d_m, w_hh_t) = (Operand::rows(step, g4), Operand::transposed(&w_hh, g4));
+            let (d_m, w_hh_t) = (Operand::rows(step, g4), Operand::rows(&w_hh_t, hd));
             matmul(&mut dh, [b, hd, g4], d_m, w_hh_t, false);
         }
         // Weight, bias and input gradients over all steps at once.
@@ -350,7 +364,8 @@ impl LstmKernels for Flex {
             db.iter_mut().zip(row).for_each(|(s, v)| *s += v);
         }
         let mut dxs = vec![0.0f32; t * b * e];
-        let (d_m, w_ih_t) = (Operand::rows(&d_gates, g4), Operand::transposed(&w_ih, g4));
+        let w_ih_t = transpose(&w_ih, e, g4);
+        let (d_m, w_ih_t) = (Operand::rows(&d_gates, g4), Operand::rows(&w_ih_t, e));
         matmul(&mut dxs, [t * b, e, g4], d_m, w_ih_t, false);
         let mut dx = vec![0.0f32; b * t * e];
         for bi in 0..b {
