@@ -353,6 +353,12 @@ fn generate(args: &GenerateArgs) -> Result<String> {
         .check()
         .map_err(|e| anyhow!("--{}: {e}", e.setting().replace('_', "-")))?;
     let loaded = Loaded::open(&args.source.model)?;
+    if let Some(k) = args.top_k.filter(|&k| k > loaded.vocab.size()) {
+        bail!(
+            "--top-k {k} is above the model's vocabulary of {} entries; leave it out to sample from all of them",
+            loaded.vocab.size()
+        );
+    }
     let (mut generator, prompt) = loaded.generator(&args.source.prompt, args.seed)?;
     let start = Instant::now();
     let done = generator.generate(&prompt, args.max_tokens, &sampling, &args.stop);

@@ -85,11 +85,7 @@ fn load_openblas() -> Result<Sgemm, String> {
                     config,
                 );
                 let text = CStr::from_ptr(get()).to_string_lossy();
-                if text.contains("USE64BITINT") {
-                    return Err(format!(
-                        "{shown} is built with 64-bit integers ({text}); this program passes 32-bit ones"
-                    ));
-                }
+                check_integer_width(&shown, &text)?;
             }
             let sgemm = std::mem::transmute::<*mut c_void, Sgemm>(f);
             return agrees_with_gemm(sgemm)
@@ -98,6 +94,17 @@ fn load_openblas() -> Result<Sgemm, String> {
         }
     }
     Err(failures.join("; "))
+}
+
+/// Refuses an OpenBLAS whose build configuration (`openblas_get_config()`) says it takes
+/// 64-bit integers: this program passes 32-bit ones.
+fn check_integer_width(library: &str, config: &str) -> Result<(), String> {
+    match config.contains("USE64BITINT") {
+        true => Err(format!(
+            "{library} is built with 64-bit integers ({config}); this program passes 32-bit ones"
+        )),
+        false => Ok(()),
+    }
 }
 
 #[cfg(not(unix))]
@@ -322,6 +329,20 @@ fn product(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_64_bit_integer_openblas_is_refused() {
+        // What Debian's libopenblas0 reports, and the same with the flag a 64-bit-integer
+        // build adds.
+        let debian = "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH NO_AFFINITY SkylakeX MAX_THREADS=64";
+        assert!(check_integer_width("libopenblas.so.0", debian).is_ok());
+        let wide = "OpenBLAS 0.3.21 USE64BITINT DYNAMIC_ARCH NO_AFFINITY SkylakeX MAX_THREADS=64";
+        let e = check_integer_width("libopenblas.so.0", wide).unwrap_err();
+        assert!(
+            e.contains("libopenblas.so.0") && e.contains("64-bit integers"),
+            "{e}"
+        );
+    }
 
     /// Both implementations, every combination of transposes, against a plain triple loop.
     #[test]

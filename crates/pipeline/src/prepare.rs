@@ -1,7 +1,7 @@
 //! The one data pipeline of a config's corpus, for the trainer, the bench and the tests alike:
 //! corpus -> tokens -> vocabulary -> examples -> batches, the held-out part aside.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use data::Vocab;
 
 use crate::config::{Config, ExampleKind};
@@ -27,7 +27,10 @@ pub fn prepare(config: &Config) -> Result<PreparedData> {
     // From the training part only: held-out words the model never saw count as [UNK], so the
     // validation loss is not flattered.
     let vocab = Vocab::build(training.iter().flatten(), settings.vocab_size);
-    let encode = |part: &[Vec<String>]| Dataset::new(part, &vocab, settings, settings.batch_size);
+    let encode = |part: &[Vec<String>]| {
+        Dataset::new(part, &vocab, settings, settings.batch_size)
+            .with_context(|| format!("corpus {}", config.corpus.path.display()))
+    };
     let training = encode(&training)?;
     let validation = match held_out.iter().map(Vec::len).sum::<usize>() {
         0 => None,

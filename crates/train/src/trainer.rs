@@ -188,6 +188,14 @@ fn prepare_data(
             v.examples()
         ))
     );
+    if settings.examples != ExampleKind::Stream && data.training.examples() < settings.batch_size {
+        println!(
+            "note: {} training examples, fewer than data.batch_size = {}: every epoch is one batch of {} (as Keras trains on a partial batch)",
+            data.training.examples(),
+            settings.batch_size,
+            data.training.examples()
+        );
+    }
     println!(
         "loss: {}",
         match settings.examples {

@@ -1,8 +1,9 @@
 //! The `train` binary interrupted for real: Ctrl-C and SIGTERM save a checkpoint and exit 130
-//! and 143, `kill -9` at random moments never leaves a checkpoint that does not load, and a
-//! full disk stops the run with an error naming the file while the last checkpoint still
-//! loads. Every interrupted run resumes to the same weights as one that never stopped. A bad
-//! config or corpus exits 1 with the file (and the key, line or byte) named.
+//! and 143, `kill -9` at random moments and in the middle of checkpoint writes never leaves a
+//! checkpoint that does not load, and a full disk stops the run with an error naming the file
+//! while the last checkpoint still loads. Every interrupted run resumes to the same weights as
+//! one that never stopped. A bad config or corpus exits 1 with the file (and the key, line or
+//! byte) named.
 
 use std::io::{BufRead, BufReader, Lines};
 use std::os::unix::process::CommandExt;
@@ -201,29 +202,70 @@ fn the_log_prints_the_command_that_resumes() {
     assert!(log.iter().any(|l| l.trim() == expected), "{log:#?}");
 }
 
-/// `kill -9` at random moments, during steps and checkpoint writes: every checkpoint left
-/// behind loads, and resuming each time finishes with the unbroken run's weights.
+/// `kill -9` three times while a checkpoint is being written, then at fixed moments after the
+/// first step: every checkpoint left behind loads, and resuming each time finishes with the
+/// unbroken run's weights.
 #[test]
 fn kill_9_never_leaves_a_checkpoint_that_does_not_load() {
     let dir = scratch("kill-9");
+    // A checkpoint after every step: most moments of the run are inside a save.
     let config = config(&dir, 4);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("checkpoint_every_steps = 5", "checkpoint_every_steps = 1"),
+    )
+    .unwrap();
     let whole = dir.join("whole");
     run_to_end(&mut train(&config, &whole, &[]));
 
     let run = dir.join("killed");
-    // Milliseconds after the first step; a fixed list keeps the test reproducible.
-    for (kill, wait_ms) in [0, 35, 80, 150, 260].into_iter().enumerate() {
-        let flags: &[&str] = if kill == 0 { &[] } else { &["--resume"] };
-        let mut child = start_training_in_background(train(&config, &run, flags));
-        std::thread::sleep(Duration::from_millis(wait_ms));
-        child.kill().unwrap();
-        child.wait().unwrap();
+    let check_all_load = || {
         for checkpoint in Checkpoint::all(&run).unwrap() {
             outputs(&checkpoint.dir);
         }
+    };
+    // Three times in the middle of writing a checkpoint, for certain.
+    for kill in 0..3 {
+        let flags: &[&str] = if kill == 0 { &[] } else { &["--resume"] };
+        assert!(
+            kill_during_a_checkpoint_write(train(&config, &run, flags), &run),
+            "the run ended before a checkpoint write could be interrupted"
+        );
+        check_all_load();
+    }
+    // Then at moments after the first step; a fixed list keeps the test reproducible.
+    for wait_ms in [0, 35, 80, 150, 260] {
+        let mut child = start_training_in_background(train(&config, &run, &["--resume"]));
+        std::thread::sleep(Duration::from_millis(wait_ms));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        check_all_load();
     }
     run_to_end(&mut train(&config, &run, &["--resume"]));
     assert!(final_outputs(&whole) == final_outputs(&run));
+}
+
+/// Starts `command` and kills it with SIGKILL as soon as it is writing a checkpoint (a
+/// `NAME.tmp` directory exists in the run's checkpoints); false if the run ended first.
+fn kill_during_a_checkpoint_write(command: Command, run: &Path) -> bool {
+    let mut child = start_training_in_background(command);
+    let checkpoints = run.join("checkpoints");
+    loop {
+        let writing = std::fs::read_dir(&checkpoints)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(".tmp"));
+        if writing {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return true;
+        }
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+    }
 }
 
 /// A write that fails (a file-size limit stands in for a full disk) stops the run with an
@@ -272,18 +314,55 @@ fn refused(config: &Path, run: &Path) -> String {
     stderr
 }
 
-/// A bad config through the real binary names the file and the key.
+/// Every out-of-range value in a config is refused by the real binary before anything is
+/// written, naming the file and the key.
 #[test]
-fn a_bad_config_exits_1_naming_the_file_and_the_key() {
-    let dir = scratch("bad-config");
-    let config = config(&dir, 1);
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, text.replace("batch_size = 16", "batch_size = 0")).unwrap();
-    let stderr = refused(&config, &dir.join("run"));
-    assert!(
-        stderr.contains("small.toml") && stderr.contains("data.batch_size"),
-        "{stderr}"
-    );
+fn out_of_range_values_exit_1_naming_the_file_and_the_key() {
+    let dir = scratch("out-of-range");
+    let base = std::fs::read_to_string(config(&dir, 1)).unwrap();
+    let cases = [
+        ("[data]", "vocab_size = 2", "data.vocab_size"),
+        ("[data]", "seq_len = 0", "data.seq_len"),
+        ("[data]", "batch_size = 0", "data.batch_size"),
+        ("[data]", "validation = 1.0", "data.validation"),
+        ("[model]", "dropout = 1.0", "model.dropout"),
+        ("[model]", "num_layers = 0", "model.num_layers"),
+        ("[train]", "learning_rate = 0.0", "train.learning_rate"),
+        (
+            "[train]",
+            "checkpoint_every_steps = 0",
+            "train.checkpoint_every_steps",
+        ),
+        ("[train]", "keep_checkpoints = 0", "train.keep_checkpoints"),
+        (
+            "[train]",
+            "early_stopping_patience = 2",
+            "train.early_stopping_patience",
+        ),
+        (
+            "[generate]",
+            "temperatures = [0.0]",
+            "generate.temperatures",
+        ),
+        ("[generate]", "max_tokens = 0", "generate.max_tokens"),
+    ];
+    for (section, line, key) in cases {
+        // The small config's own value of the key, if any, makes way.
+        let name = line.split(' ').next().unwrap();
+        let kept: Vec<&str> = base
+            .lines()
+            .filter(|l| !l.starts_with(&format!("{name} =")))
+            .collect();
+        let text = kept.join("\n") + "\n";
+        let text = text.replace(&format!("{section}\n"), &format!("{section}\n{line}\n"));
+        let config = dir.join("small.toml");
+        std::fs::write(&config, text).unwrap();
+        let stderr = refused(&config, &dir.join("run"));
+        assert!(
+            stderr.contains("small.toml") && stderr.contains(key),
+            "{line}: {stderr}"
+        );
+    }
 }
 
 /// Every broken corpus stops training with an error naming the file (and the line or byte
@@ -342,4 +421,19 @@ fn broken_corpora_name_the_file_and_the_place() {
         let e = refused(&config, &dir.join("run"));
         assert!(e.contains(&missing.display().to_string()), "{e}");
     }
+    // Records too short for a single window of data.seq_len + 1 = 33 tokens: no example.
+    let short = dir.join("short.json");
+    std::fs::write(
+        &short,
+        br#"[{"title": "toast", "directions": "toast the bread"}]"#,
+    )
+    .unwrap();
+    let line = base.lines().find(|l| l.starts_with("path = ")).unwrap();
+    let text = base
+        .replace(line, &format!("path = \"{}\"", short.display()))
+        .replace("[data]\n", "[data]\nexamples = \"windows\"\n");
+    let config = dir.join("case.toml");
+    std::fs::write(&config, text).unwrap();
+    let e = refused(&config, &dir.join("run"));
+    assert!(e.contains("short.json") && e.contains("33 tokens"), "{e}");
 }

@@ -30,6 +30,10 @@ pub enum GenerationError {
     /// The prompt standardises to no token at all.
     #[error("the prompt `{0}` has no tokens")]
     EmptyPrompt(String),
+    /// No token of the prompt is in the vocabulary: the model would see only `[UNK]`, most
+    /// likely a prompt meant for another model.
+    #[error("no word of the prompt `{0}` is in the model's vocabulary")]
+    AllUnknown(String),
 }
 
 /// Why generation ended.
@@ -127,17 +131,21 @@ impl<'a> Generator<'a> {
         self
     }
 
-    /// Tokenizes `text` as the training data was and maps it to ids; an error if empty.
+    /// Tokenizes `text` as the training data was and maps it to ids; an error if it has no
+    /// token, or none the vocabulary knows.
     pub fn prompt(&self, text: &str) -> Result<Prompt, GenerationError> {
         let tokens = self.tokenizer.tokens(text);
         if tokens.is_empty() {
             return Err(GenerationError::EmptyPrompt(text.to_owned()));
         }
-        let unknown = tokens
+        let unknown: Vec<String> = tokens
             .iter()
             .filter(|t| !self.vocab.contains(t))
             .cloned()
             .collect();
+        if unknown.len() == tokens.len() {
+            return Err(GenerationError::AllUnknown(text.to_owned()));
+        }
         let ids = tokens.iter().map(|t| self.vocab.id(t)).collect();
         Ok(Prompt { ids, unknown })
     }
@@ -377,5 +385,9 @@ mod tests {
             assert!((a - b).abs() < 1e-5, "{a} vs {b}");
         }
         assert_eq!(g.prompt("A, b!").unwrap().unknown, [",", "!"]);
+        assert_eq!(
+            g.prompt("!?").unwrap_err(),
+            GenerationError::AllUnknown("!?".into())
+        );
     }
 }
