@@ -43,12 +43,13 @@ pub fn generate_samples(
                 .ids;
             let text = generator.decode(&[prompt.ids, ids].concat());
             println!("generated text (epoch {epoch}, temperature {temperature}):\n{text}\n");
-            writeln!(
-                file,
-                "epoch {epoch} | temperature {temperature} | {}",
+            // One write per line: a kill between two cannot leave half a line.
+            let line = format!(
+                "epoch {epoch} | temperature {temperature} | {}\n",
                 text.replace('\n', "\\n")
-            )
-            .with_context(|| format!("{}: cannot write", path.display()))?;
+            );
+            file.write_all(line.as_bytes())
+                .with_context(|| format!("{}: cannot write", path.display()))?;
         }
     }
     Ok(())

@@ -160,6 +160,13 @@ fn prepare_data(
 ) -> Result<PreparedData> {
     let data = prepare(config)?;
     println!("{}", data.source);
+    // The end-of-epoch samples need prompts the vocabulary knows; say so before training.
+    for prompt in &config.generate.prompts {
+        let tokens = config.data.tokenizer.tokens(prompt);
+        if !tokens.iter().any(|t| data.vocab.contains(t)) {
+            bail!("generate.prompts: no word of `{prompt}` is in the run's vocabulary");
+        }
+    }
     if let Some(ckpt) = previous {
         same_vocab(&ckpt.vocab()?, &data.vocab, &ckpt.dir)?;
     }
