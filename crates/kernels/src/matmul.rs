@@ -267,12 +267,14 @@ fn product(
     assert!(a.values.len() > reach(a, m, k) && b.values.len() > reach(b, k, n));
     let beta = if accumulate { 1.0 } else { 0.0 };
     if let Some(sgemm) = sgemm {
-        let layout = |o: Operand| match o.strides {
-            [rs, 1] => (NO_TRANS, rs.max(1)),
-            [1, cs] => (TRANS, cs.max(1)),
+        // A single row or column has both strides 1; the leading dimension must still be at
+        // least the row's length.
+        let layout = |o: Operand, rows: usize, cols: usize| match o.strides {
+            [rs, 1] if rows == 1 || rs >= cols => (NO_TRANS, rs.max(cols).max(1)),
+            [1, cs] => (TRANS, cs.max(rows).max(1)),
             s => panic!("matmul: an operand with strides {s:?} has no unit stride"),
         };
-        let ((ta, lda), (tb, ldb)) = (layout(a), layout(b));
+        let ((ta, lda), (tb, ldb)) = (layout(a, m, k), layout(b, k, n));
         let int = |x: usize| c_int::try_from(x).expect("matrix dimension fits a C int");
         // SAFETY: the asserts above keep every element the dimensions and leading
         // dimensions reach inside the slices.
@@ -344,10 +346,18 @@ mod tests {
         );
     }
 
-    /// Both implementations, every combination of transposes, against a plain triple loop.
+    /// Both implementations, every combination of transposes, against a plain triple loop;
+    /// one shape of several rows and single rows (whose strides are both 1), accumulating and
+    /// not.
     #[test]
     fn openblas_and_gemm_agree_with_a_plain_loop() {
-        let [m, n, k] = [5, 7, 3];
+        for ([m, n, k], accumulate) in [([5, 7, 3], true), ([1, 37, 19], true), ([1, 9, 4], false)]
+        {
+            agree_with_a_plain_loop([m, n, k], accumulate);
+        }
+    }
+
+    fn agree_with_a_plain_loop([m, n, k]: [usize; 3], accumulate: bool) {
         let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
         let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.71).cos()).collect();
         let transpose = |v: &[f32], rows: usize, cols: usize| {
@@ -356,7 +366,8 @@ mod tests {
                 .collect::<Vec<f32>>()
         };
         let (a_t, b_t) = (transpose(&a, m, k), transpose(&b, k, n));
-        let mut want = vec![1.0f32; m * n];
+        let start = if accumulate { 1.0 } else { 0.0 };
+        let mut want = vec![start; m * n];
         for i in 0..m {
             for j in 0..n {
                 want[i * n + j] += (0..k).map(|l| a[i * k + l] * b[l * n + j]).sum::<f32>();
@@ -371,11 +382,11 @@ mod tests {
             let b_ops = [Operand::rows(&b, n), Operand::transposed(&b_t, k)];
             for (x, y) in a_ops.iter().flat_map(|x| b_ops.iter().map(move |y| (x, y))) {
                 let mut got = vec![1.0f32; m * n];
-                product(sgemm, &mut got, [m, n, k], *x, *y, true, false);
+                product(sgemm, &mut got, [m, n, k], *x, *y, accumulate, false);
                 for (g, w) in got.iter().zip(&want) {
                     assert!(
                         (g - w).abs() < 1e-5,
-                        "{g} vs {w} (OpenBLAS: {})",
+                        "{m}x{n}x{k}: {g} vs {w} (OpenBLAS: {})",
                         sgemm.is_some()
                     );
                 }
