@@ -5,6 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use data::{Tokenizer, Vocab};
+use model::burn::tensor::Device;
+use model::{Checkpoint, CheckpointMeta, ModelConfig};
+
 /// A fresh scratch directory for one test.
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("lstm-inference-{}-{name}", std::process::id()));
@@ -13,17 +17,29 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// The last epoch checkpoint of the next-letter toy, trained once for 20 epochs (a second).
+/// A checkpoint of a model shaped like the next-letter toy's (a character LSTM(32) reading
+/// windows of 3 letters), saved untrained: the tests need one that loads, not one that knows
+/// the alphabet.
 fn checkpoint() -> &'static Path {
     static CHECKPOINT: OnceLock<PathBuf> = OnceLock::new();
     CHECKPOINT.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let (mut config, _) = pipeline::Config::load(&root.join("configs/alphabet.toml")).unwrap();
-        config.corpus.path = root.join(&config.corpus.path);
-        config.train.epochs = 20;
-        let run = scratch("alphabet");
-        train::train(&config, &run, false).unwrap();
-        run.join("checkpoints/epoch-020")
+        let vocab = Vocab::build(('a'..='z').map(String::from), 100);
+        let config = ModelConfig::sized(26, 32);
+        let model = config.init(vocab.size(), &Device::flex());
+        let meta = CheckpointMeta {
+            model: config,
+            vocab_size: vocab.size(),
+            tokenizer: Tokenizer::Char,
+            context: Some(3),
+            epoch: 1,
+            step: 1,
+            loss: 0.0,
+            within_epoch: None,
+            smoothed_loss: None,
+        };
+        Checkpoint::save(&scratch("toy"), &model, None, None, &vocab, meta)
+            .unwrap()
+            .dir
     })
 }
 
