@@ -14,6 +14,7 @@ use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
 use data::Vocab;
 use model::checkpoint::EpochProgress;
+use model::generation::Prompt;
 use model::recurrent::State;
 use model::{Checkpoint, CheckpointMeta, Kernels, LanguageModel, OpenDevice};
 
@@ -162,10 +163,8 @@ fn prepare_data(
     println!("{}", data.source);
     // The end-of-epoch samples need prompts the vocabulary knows; say so before training.
     for prompt in &config.generate.prompts {
-        let tokens = config.data.tokenizer.tokens(prompt);
-        if !tokens.iter().any(|t| data.vocab.contains(t)) {
-            bail!("generate.prompts: no word of `{prompt}` is in the run's vocabulary");
-        }
+        Prompt::read(prompt, config.data.tokenizer, &data.vocab)
+            .map_err(|e| anyhow!("generate.prompts: {e}"))?;
     }
     if let Some(ckpt) = previous {
         same_vocab(&ckpt.vocab()?, &data.vocab, &ckpt.dir)?;

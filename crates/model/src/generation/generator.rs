@@ -24,6 +24,27 @@ pub struct Prompt {
     pub unknown: Vec<String>,
 }
 
+impl Prompt {
+    /// `text` split by `tokenizer` and mapped to the ids of `vocab`; an error if it has no
+    /// token, or none the vocabulary knows.
+    pub fn read(text: &str, tokenizer: Tokenizer, vocab: &Vocab) -> Result<Self, GenerationError> {
+        let tokens = tokenizer.tokens(text);
+        if tokens.is_empty() {
+            return Err(GenerationError::EmptyPrompt(text.to_owned()));
+        }
+        let unknown: Vec<String> = tokens
+            .iter()
+            .filter(|t| !vocab.contains(t))
+            .cloned()
+            .collect();
+        if unknown.len() == tokens.len() {
+            return Err(GenerationError::AllUnknown(text.to_owned()));
+        }
+        let ids = tokens.iter().map(|t| vocab.id(t)).collect();
+        Ok(Self { ids, unknown })
+    }
+}
+
 /// A prompt that cannot be generated from.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum GenerationError {
@@ -131,23 +152,9 @@ impl<'a> Generator<'a> {
         self
     }
 
-    /// Tokenizes `text` as the training data was and maps it to ids; an error if it has no
-    /// token, or none the vocabulary knows.
+    /// Tokenizes `text` as the training data was and maps it to ids (see [`Prompt::read`]).
     pub fn prompt(&self, text: &str) -> Result<Prompt, GenerationError> {
-        let tokens = self.tokenizer.tokens(text);
-        if tokens.is_empty() {
-            return Err(GenerationError::EmptyPrompt(text.to_owned()));
-        }
-        let unknown: Vec<String> = tokens
-            .iter()
-            .filter(|t| !self.vocab.contains(t))
-            .cloned()
-            .collect();
-        if unknown.len() == tokens.len() {
-            return Err(GenerationError::AllUnknown(text.to_owned()));
-        }
-        let ids = tokens.iter().map(|t| self.vocab.id(t)).collect();
-        Ok(Prompt { ids, unknown })
+        Prompt::read(text, self.tokenizer, self.vocab)
     }
 
     /// Runs `ids` through the model from `state`; returns the last position's logits.
