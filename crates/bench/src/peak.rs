@@ -11,7 +11,7 @@ use kernels::matmul::{Operand, matmul, select};
 use model::Matmul;
 
 use crate::ours::Measured;
-use crate::report::median;
+use crate::report::{median_step_ms, systems};
 use crate::shared_data::SharedData;
 
 /// The arithmetic of a step and the peak it is measured against.
@@ -77,19 +77,11 @@ impl Limit {
             self.peak_gflops,
             self.peak_by,
         );
-        let mut systems: Vec<&str> = Vec::new();
-        for r in runs.iter().filter(|r| r.system.starts_with("ours (flex")) {
-            if !systems.contains(&r.system.as_str()) {
-                systems.push(&r.system);
-            }
-        }
-        for system in systems {
-            let ms = median(
-                runs.iter()
-                    .filter(|r| r.system == system)
-                    .flat_map(|r| r.ms.iter().copied())
-                    .collect(),
-            );
+        let ours = systems(runs)
+            .into_iter()
+            .filter(|s| s.starts_with("ours (flex"));
+        for system in ours {
+            let ms = median_step_ms(runs, system);
             let _ = writeln!(
                 out,
                 "{system}: {:.0} GFLOP/s of the full step's arithmetic, {:.2}x the limit, {:.2}x the limit with the padding skipped",

@@ -7,7 +7,7 @@ use crate::ours::{Measured, ToTarget};
 use crate::shared_data::SharedData;
 
 /// The middle value (the mean of the two middle ones for an even count).
-pub fn median(mut v: Vec<f64>) -> f64 {
+fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     match v.len() {
         0 => f64::NAN,
@@ -20,12 +20,7 @@ pub fn median(mut v: Vec<f64>) -> f64 {
 /// for each of the others, and `ratio wgpu/pytorch` when both ran (the GPU figures).
 pub fn table(batches: &SharedData, runs: &[Measured]) -> String {
     let tokens = (batches.batch_size * batches.seq_len) as f64;
-    let mut systems: Vec<&str> = Vec::new();
-    for r in runs {
-        if !systems.contains(&r.system.as_str()) {
-            systems.push(&r.system);
-        }
-    }
+    let systems = systems(runs);
     let mut out = format!(
         "B={} T={} V={} E={} H={}, {} timed steps per system\n",
         batches.batch_size,
@@ -42,11 +37,9 @@ pub fn table(batches: &SharedData, runs: &[Measured]) -> String {
     let mut tokens_per_s = Vec::new();
     for system in &systems {
         let mine: Vec<&Measured> = runs.iter().filter(|r| r.system == *system).collect();
-        let ms: Vec<f64> = mine.iter().flat_map(|r| r.ms.iter().copied()).collect();
-        let (min, max) = ms
-            .iter()
-            .fold((f64::INFINITY, 0.0f64), |(a, b), &x| (a.min(x), b.max(x)));
-        let med = median(ms);
+        let (min, max) =
+            step_ms(runs, system).fold((f64::INFINITY, 0.0f64), |(a, b), x| (a.min(x), b.max(x)));
+        let med = median_step_ms(runs, system);
         let rss = mine.iter().map(|r| r.peak_rss_mib).fold(0.0, f64::max);
         let generation = median(mine.iter().map(|r| r.gen_tokens_per_s).collect());
         let losses = &mine[0].losses;
@@ -78,6 +71,29 @@ pub fn table(batches: &SharedData, runs: &[Measured]) -> String {
         );
     }
     out
+}
+
+/// The systems of `runs`, each once, in first-seen order.
+pub fn systems(runs: &[Measured]) -> Vec<&str> {
+    let mut systems: Vec<&str> = Vec::new();
+    for r in runs {
+        if !systems.contains(&r.system.as_str()) {
+            systems.push(&r.system);
+        }
+    }
+    systems
+}
+
+/// The median of every timed step of `system` over all its runs, in milliseconds.
+pub fn median_step_ms(runs: &[Measured], system: &str) -> f64 {
+    median(step_ms(runs, system).collect())
+}
+
+/// Every timed step of `system` over all its runs, in milliseconds.
+fn step_ms<'a>(runs: &'a [Measured], system: &'a str) -> impl Iterator<Item = f64> + 'a {
+    runs.iter()
+        .filter(move |r| r.system == system)
+        .flat_map(|r| r.ms.iter().copied())
 }
 
 /// The short name of a system in the ratio lines.
