@@ -190,6 +190,8 @@ struct CellBackward<'a> {
     step: usize,
     steps: usize,
     hd: usize,
+    /// `[2H]` of room, reused from step to step.
+    scratch: &'a mut [f32],
 }
 
 impl Vectorised for CellBackward<'_> {
@@ -199,7 +201,7 @@ impl Vectorised for CellBackward<'_> {
     fn run(self) {
         let hd = self.hd;
         // tanh of the new cell state, and the hidden state's whole gradient.
-        let (mut tc, mut dh_all) = (vec![0.0f32; hd], vec![0.0f32; hd]);
+        let (tc, dh_all) = self.scratch.split_at_mut(hd);
         let rows = self
             .gates
             .chunks_exact(4 * hd)
@@ -223,10 +225,10 @@ impl Vectorised for CellBackward<'_> {
             for ((s, dh), out) in dh_all.iter_mut().zip(dh).zip(out) {
                 *s = dh + out;
             }
-            for (((d, dh), t), o) in d_out.iter_mut().zip(&dh_all).zip(&tc).zip(o) {
+            for (((d, dh), t), o) in d_out.iter_mut().zip(&*dh_all).zip(&*tc).zip(o) {
                 *d = dh * t * o * (1.0 - o);
             }
-            for (((dc, dh), t), o) in dc.iter_mut().zip(&dh_all).zip(&tc).zip(o) {
+            for (((dc, dh), t), o) in dc.iter_mut().zip(&*dh_all).zip(&*tc).zip(o) {
                 *dc += dh * o * (1.0 - t * t);
             }
             for (((d, dc), g), i) in di.iter_mut().zip(dc.iter()).zip(g).zip(i) {
@@ -328,6 +330,7 @@ impl LstmKernels for Flex {
         // w_hhᵀ row-major: each step's product then reads it as the product library packs
         // fastest (a transposed operand costs it about twice the time at these sizes).
         let w_hh_t = transpose(&w_hh, hd, g4);
+        let mut scratch = vec![0.0f32; 2 * hd];
         for ti in (0..t).rev() {
             let step = &mut d_gates[ti * b * g4..(ti + 1) * b * g4];
             widest_vectors(CellBackward {
@@ -341,6 +344,7 @@ impl LstmKernels for Flex {
                 step: ti,
                 steps: t,
                 hd,
+                scratch: &mut scratch,
             });
             // dh for the step before: dG · w_hhᵀ.
             let (d_m, w_hh_t) = (Operand::rows(step, g4), Operand::rows(&w_hh_t, hd));
