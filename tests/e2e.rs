@@ -7,6 +7,7 @@ mod golden;
 mod many_to_one;
 #[cfg(feature = "browser")]
 mod playground;
+mod prepared;
 
 mod serving;
 mod training;

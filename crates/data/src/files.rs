@@ -1,6 +1,6 @@
 //! Reading (optionally gzip-compressed) text files and writing files atomically.
 
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::Path;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -17,11 +17,9 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DataError + '_ {
 /// Files at least this large show a progress bar while they are read (on a terminal).
 const PROGRESS_BYTES: u64 = 64 << 20;
 
-/// Reads a file's bytes, decompressing it when its name ends in `.gz`.
-pub fn read_bytes(path: &Path) -> Result<Vec<u8>, DataError> {
-    let file = std::fs::File::open(path).map_err(io_err(path))?;
-    let size = file.metadata().map_err(io_err(path))?.len();
-    let bar = match size >= PROGRESS_BYTES {
+/// A bar counting the bytes read of a file of `size` bytes, hidden for small files.
+fn progress_bar(path: &Path, size: u64) -> ProgressBar {
+    match size >= PROGRESS_BYTES {
         true => ProgressBar::new(size)
             .with_style(
                 ProgressStyle::with_template("reading {msg} {bar:30} {bytes}/{total_bytes}")
@@ -29,7 +27,14 @@ pub fn read_bytes(path: &Path) -> Result<Vec<u8>, DataError> {
             )
             .with_message(path.display().to_string()),
         false => ProgressBar::hidden(),
-    };
+    }
+}
+
+/// Reads a file's bytes, decompressing it when its name ends in `.gz`.
+pub fn read_bytes(path: &Path) -> Result<Vec<u8>, DataError> {
+    let file = std::fs::File::open(path).map_err(io_err(path))?;
+    let size = file.metadata().map_err(io_err(path))?.len();
+    let bar = progress_bar(path, size);
     let mut raw = Vec::with_capacity(size as usize);
     bar.wrap_read(file)
         .read_to_end(&mut raw)
@@ -68,4 +73,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
     let tmp = std::path::PathBuf::from(tmp);
     std::fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
     std::fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+/// Opens a file for streaming, decompressing it when its name ends in `.gz`; large files
+/// show a progress bar (on a terminal) as they are read.
+pub fn open_reader(path: &Path) -> Result<Box<dyn BufRead>, DataError> {
+    let file = std::fs::File::open(path).map_err(io_err(path))?;
+    let size = file.metadata().map_err(io_err(path))?.len();
+    let file = progress_bar(path, size).wrap_read(file);
+    let reader = std::io::BufReader::with_capacity(1 << 16, file);
+    Ok(if path.extension().is_some_and(|e| e == "gz") {
+        Box::new(std::io::BufReader::with_capacity(
+            1 << 16,
+            flate2::bufread::MultiGzDecoder::new(reader),
+        ))
+    } else {
+        Box::new(reader)
+    })
 }

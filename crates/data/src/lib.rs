@@ -3,16 +3,23 @@
 
 pub mod corpus;
 pub mod defaults;
+pub mod encoding;
 pub mod error;
 pub mod files;
+pub mod prepared;
 pub mod sequences;
+pub mod sources;
 pub mod stream;
+pub mod token_store;
 pub mod tokenizer;
 pub mod vocab;
 
-pub use corpus::{CorpusFormat, CorpusSpec, LoadedCorpus, RECIPE_TEMPLATE};
+pub use corpus::{CorpusFormat, CorpusSpec, LoadedCorpus, RECIPE_TEMPLATE, RecordsRead};
+pub use encoding::Encoder;
 pub use error::{DataError, StreamTooShort};
-pub use sequences::{Batch, Collator, LossPositions, Sequences};
+pub use prepared::{Encoded, Manifest, Part, PrepareSettings, Split, TokenSettings};
+pub use sequences::{Batch, Collator, LossPositions, Sequences, Shape};
 pub use stream::StreamWindows;
+pub use token_store::TokenStore;
 pub use tokenizer::Tokenizer;
 pub use vocab::Vocab;

@@ -14,101 +14,119 @@
 //! shape whose loss counts only the last position: every window of `seq_len` tokens followed by the
 //! next one (`a b c -> d`), or every prefix of a record, pre-padded with 0 (`0 0 recipe -> for`).
 
+use std::ops::Range;
+use std::sync::Arc;
+
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
-use crate::Vocab;
+use crate::token_store::TokenStore;
 use crate::vocab::PAD_ID;
 
-/// Every record's ids, `seq_len + 1` per record.
+/// How records become rows of `seq_len + 1` ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// One row per record, truncated or padded with 0 at the end.
+    Padded,
+    /// Every window of `seq_len` consecutive ids of each record with the id after it
+    /// (`a b c d e` with `seq_len` 3 -> `a b c d`, `b c d e`); shorter records give none.
+    Windows,
+    /// Every prefix of each record (its last `seq_len` ids at most), pre-padded with 0 and
+    /// followed by the id after it, as the n-gram prefix model's `pad_sequences(padding='pre')`.
+    Prefixes,
+}
+
+/// Training rows of `seq_len + 1` ids over some records of a token store, read from it when
+/// a batch needs them.
 #[derive(Debug, Clone)]
 pub struct Sequences {
+    store: Arc<TokenStore>,
+    records: Range<usize>,
+    shape: Shape,
     seq_len: usize,
-    ids: Vec<u32>,
+    /// For windows and prefixes: the rows before each record, and the total at the end.
+    before: Vec<u64>,
 }
 
 impl Sequences {
-    /// Encodes token lists to rows of `seq_len + 1` ids, truncating or padding with 0.
-    pub fn encode<'a, I, T>(records: I, vocab: &Vocab, seq_len: usize) -> Self
-    where
-        I: IntoIterator<Item = T>,
-        T: IntoIterator<Item = &'a str>,
-    {
-        Self::from_records(records, vocab, seq_len, |record, ids| {
-            let start = ids.len();
-            ids.extend(record.iter().take(seq_len + 1));
-            ids.resize(start + seq_len + 1, PAD_ID);
-        })
-    }
-
-    /// Every window of `seq_len` consecutive ids of each record, with the id after it
-    /// (`a b c d e` with `seq_len` 3 -> `a b c d`, `b c d e`); shorter records give none.
-    pub fn windows<'a, I, T>(records: I, vocab: &Vocab, seq_len: usize) -> Self
-    where
-        I: IntoIterator<Item = T>,
-        T: IntoIterator<Item = &'a str>,
-    {
-        Self::from_records(records, vocab, seq_len, |record, ids| {
-            record
-                .windows(seq_len + 1)
-                .for_each(|row| ids.extend_from_slice(row));
-        })
-    }
-
-    /// Every prefix of each record (its last `seq_len` ids at most), pre-padded with 0 and
-    /// followed by the id after it, as the n-gram prefix model's `pad_sequences(padding='pre')`.
-    pub fn prefixes<'a, I, T>(records: I, vocab: &Vocab, seq_len: usize) -> Self
-    where
-        I: IntoIterator<Item = T>,
-        T: IntoIterator<Item = &'a str>,
-    {
-        Self::from_records(records, vocab, seq_len, |record, ids| {
-            for end in 1..record.len() {
-                let context = &record[end.saturating_sub(seq_len)..end];
-                ids.resize(ids.len() + seq_len - context.len(), PAD_ID);
-                ids.extend_from_slice(context);
-                ids.push(record[end]);
-            }
-        })
-    }
-
-    /// Maps each record to ids and lets `rows` append its rows of `seq_len + 1` ids.
-    fn from_records<'a, I, T>(
-        records: I,
-        vocab: &Vocab,
+    /// The rows of records `records` of `store`.
+    pub fn new(
+        store: Arc<TokenStore>,
+        records: Range<usize>,
+        shape: Shape,
         seq_len: usize,
-        mut rows: impl FnMut(&[u32], &mut Vec<u32>),
-    ) -> Self
-    where
-        I: IntoIterator<Item = T>,
-        T: IntoIterator<Item = &'a str>,
-    {
-        let mut ids = Vec::new();
-        for tokens in records {
-            let record: Vec<u32> = tokens.into_iter().map(|t| vocab.id(t)).collect();
-            rows(&record, &mut ids);
+    ) -> Self {
+        let before = match shape {
+            Shape::Padded => Vec::new(),
+            Shape::Windows | Shape::Prefixes => {
+                let mut total = 0;
+                let mut before = Vec::with_capacity(records.len() + 1);
+                before.push(0);
+                for r in records.clone() {
+                    let span = store.record(r);
+                    let len = span.end - span.start;
+                    total += match shape {
+                        Shape::Windows => len.saturating_sub(seq_len as u64),
+                        _ => len.saturating_sub(1),
+                    };
+                    before.push(total);
+                }
+                before
+            }
+        };
+        Self {
+            store,
+            records,
+            shape,
+            seq_len,
+            before,
         }
-        Self { seq_len, ids }
     }
 
-    /// Number of sequences.
+    /// Number of rows.
     pub fn len(&self) -> usize {
-        self.ids.len() / (self.seq_len + 1)
+        match self.shape {
+            Shape::Padded => self.records.len(),
+            _ => *self.before.last().unwrap_or(&0) as usize,
+        }
     }
 
-    /// True when there are no sequences.
+    /// True when there are no rows.
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.len() == 0
     }
 
-    /// The `seq_len + 1` ids of sequence `i`.
-    pub fn row(&self, i: usize) -> &[u32] {
-        let n = self.seq_len + 1;
-        &self.ids[i * n..(i + 1) * n]
+    /// Appends the `seq_len + 1` ids of row `i` to `out`.
+    pub fn row(&self, i: usize, out: &mut Vec<u32>) {
+        let n = self.seq_len as u64;
+        let (record, k) = match self.shape {
+            Shape::Padded => (self.records.start + i, 0),
+            _ => {
+                let r = self.before.partition_point(|&b| b <= i as u64) - 1;
+                (self.records.start + r, i as u64 - self.before[r])
+            }
+        };
+        let span = self.store.record(record);
+        let start = out.len();
+        match self.shape {
+            Shape::Padded => {
+                self.store
+                    .read(span.start..span.end.min(span.start + n + 1), out);
+                out.resize(start + self.seq_len + 1, PAD_ID);
+            }
+            Shape::Windows => self.store.read(span.start + k..span.start + k + n + 1, out),
+            Shape::Prefixes => {
+                let end = k + 1;
+                let context = end.min(n);
+                out.resize(start + (n - context) as usize, PAD_ID);
+                self.store
+                    .read(span.start + end - context..span.start + end + 1, out);
+            }
+        }
     }
 
-    /// Input length of every sequence (one less than a row).
+    /// Input length of every row (one less than a row).
     pub fn seq_len(&self) -> usize {
         self.seq_len
     }
@@ -203,8 +221,10 @@ impl Collator {
             weights: Vec::with_capacity(rows.len() * t),
             last_only: self.positions == LossPositions::Last,
         };
+        let mut row = Vec::with_capacity(t + 1);
         for &r in rows {
-            let row = data.row(r);
+            row.clear();
+            data.row(r, &mut row);
             b.inputs.extend_from_slice(&row[..t]);
             if b.last_only {
                 b.targets.push(row[t]);
@@ -222,12 +242,33 @@ impl Collator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Vocab;
+
+    /// The rows of `shape` over `texts`, words split on spaces, with their vocabulary.
+    fn sequences(texts: &[&str], shape: Shape, seq_len: usize) -> (Vocab, Sequences) {
+        let vocab = Vocab::build(texts.iter().flat_map(|t| t.split(' ')), 100);
+        let (mut ids, mut starts) = (Vec::new(), vec![0]);
+        for t in texts {
+            ids.extend(t.split(' ').map(|w| vocab.id(w)));
+            starts.push(ids.len() as u64);
+        }
+        let store = Arc::new(TokenStore::in_memory(ids, starts));
+        let seqs = Sequences::new(store, 0..texts.len(), shape, seq_len);
+        (vocab, seqs)
+    }
+
+    fn rows(s: &Sequences) -> Vec<Vec<u32>> {
+        (0..s.len())
+            .map(|i| {
+                let mut row = Vec::new();
+                s.row(i, &mut row);
+                row
+            })
+            .collect()
+    }
 
     fn setup() -> (Vocab, Sequences) {
-        let texts = ["a b c d e", "b c", "c"];
-        let vocab = Vocab::build(texts.iter().flat_map(|t| t.split(' ')), 100);
-        let seqs = Sequences::encode(texts.iter().map(|t| t.split(' ')), &vocab, 3);
-        (vocab, seqs)
+        sequences(&["a b c d e", "b c", "c"], Shape::Padded, 3)
     }
 
     #[test]
@@ -235,8 +276,9 @@ mod tests {
         let (v, s) = setup();
         assert_eq!(s.len(), 3);
         let ids = |w: &str| v.id(w);
-        assert_eq!(s.row(0), [ids("a"), ids("b"), ids("c"), ids("d")]);
-        assert_eq!(s.row(1), [ids("b"), ids("c"), 0, 0]);
+        let rows = rows(&s);
+        assert_eq!(rows[0], [ids("a"), ids("b"), ids("c"), ids("d")]);
+        assert_eq!(rows[1], [ids("b"), ids("c"), 0, 0]);
     }
 
     #[test]
@@ -247,8 +289,9 @@ mod tests {
             positions: LossPositions::RealAndStop,
         }
         .batch(&s, &[1]);
-        assert_eq!(b.inputs, &s.row(1)[..3]);
-        assert_eq!(b.targets, &s.row(1)[1..]);
+        let row = &rows(&s)[1];
+        assert_eq!(b.inputs, &row[..3]);
+        assert_eq!(b.targets, &row[1..]);
         assert_eq!(b.weights, [1.0, 1.0, 0.0]);
         let keras = Collator {
             batch_size: 8,
@@ -262,10 +305,8 @@ mod tests {
     #[test]
     fn many_to_one_rows_are_windows_or_pre_padded_prefixes() {
         let texts = ["a b c d e", "b c"];
-        let vocab = Vocab::build(texts.iter().flat_map(|t| t.split(' ')), 100);
+        let (vocab, w) = sequences(&texts, Shape::Windows, 3);
         let id = |w: &str| vocab.id(w);
-        let rows = |s: &Sequences| (0..s.len()).map(|i| s.row(i).to_vec()).collect::<Vec<_>>();
-        let w = Sequences::windows(texts.iter().map(|t| t.split(' ')), &vocab, 3);
         assert_eq!(
             rows(&w),
             [
@@ -273,7 +314,7 @@ mod tests {
                 [id("b"), id("c"), id("d"), id("e")]
             ]
         );
-        let p = Sequences::prefixes(texts.iter().map(|t| t.split(' ')), &vocab, 2);
+        let (_, p) = sequences(&texts, Shape::Prefixes, 2);
         assert_eq!(
             rows(&p),
             [
@@ -296,15 +337,17 @@ mod tests {
         .batch(&s, &[0, 1]);
         assert!(b.last_only);
         assert_eq!(b.inputs.len(), 6);
-        assert_eq!(b.targets, [s.row(0)[3], s.row(1)[3]]);
+        let rows = rows(&s);
+        assert_eq!(b.targets, [rows[0][3], rows[1][3]]);
         assert_eq!(b.weights, [1.0, 1.0]);
     }
 
     #[test]
     fn shuffling_is_reproducible_and_covers_every_row_once() {
         let texts: Vec<String> = (0..20).map(|i| format!("w{i} x")).collect();
-        let vocab = Vocab::build(texts.iter().flat_map(|t| t.split(' ')), 100);
-        let s = Sequences::encode(texts.iter().map(|t| t.split(' ')), &vocab, 2);
+        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let (_, s) = sequences(&texts, Shape::Padded, 2);
+        let firsts_of_rows: Vec<u32> = rows(&s).iter().map(|r| r[0]).collect();
         let collator = Collator {
             batch_size: 3,
             positions: LossPositions::RealAndStop,
@@ -322,7 +365,7 @@ mod tests {
         assert_ne!(order, firsts(1), "another epoch, another order");
         let mut sorted = order.clone();
         sorted.sort_unstable();
-        let mut want: Vec<u32> = (0..20).map(|r| s.row(r)[0]).collect();
+        let mut want = firsts_of_rows;
         want.sort_unstable();
         assert_eq!(sorted, want, "every row exactly once");
     }

@@ -11,34 +11,46 @@
 //!                                        window 2: i j k    -> j k l     (last may be short)
 //! ```
 
+use std::ops::Range;
+use std::sync::Arc;
+
 use crate::Batch;
 use crate::error::StreamTooShort;
+use crate::token_store::TokenStore;
 
 /// Consecutive windows over parallel rows of one token stream.
 #[derive(Debug, Clone)]
 pub struct StreamWindows {
+    store: Arc<TokenStore>,
+    start: u64,
     rows: usize,
     row_len: usize,
     seq_len: usize,
-    ids: Vec<u32>,
 }
 
 impl StreamWindows {
-    /// Cuts `ids` into `batch_size` rows (the remainder is dropped); an error when a row
-    /// would hold fewer than two tokens.
-    pub fn new(ids: &[u32], batch_size: usize, seq_len: usize) -> Result<Self, StreamTooShort> {
-        let row_len = ids.len() / batch_size.max(1);
+    /// Cuts the stream at token positions `tokens` of `store` into `batch_size` rows (the
+    /// remainder is dropped); an error when a row would hold fewer than two tokens.
+    pub fn new(
+        store: Arc<TokenStore>,
+        tokens: Range<u64>,
+        batch_size: usize,
+        seq_len: usize,
+    ) -> Result<Self, StreamTooShort> {
+        let count = (tokens.end - tokens.start) as usize;
+        let row_len = count / batch_size.max(1);
         if row_len < 2 {
             return Err(StreamTooShort {
-                tokens: ids.len(),
+                tokens: count,
                 rows: batch_size,
             });
         }
         Ok(Self {
+            store,
+            start: tokens.start,
             rows: batch_size,
             row_len,
             seq_len,
-            ids: ids[..row_len * batch_size].to_vec(),
         })
     }
 
@@ -64,11 +76,13 @@ impl StreamWindows {
             weights: vec![1.0; self.rows * len],
             last_only: false,
         };
+        let mut ids = Vec::with_capacity(len + 1);
         for r in 0..self.rows {
-            let row = &self.ids[r * self.row_len..(r + 1) * self.row_len];
-            b.inputs.extend_from_slice(&row[start..start + len]);
-            b.targets
-                .extend_from_slice(&row[start + 1..start + len + 1]);
+            let first = self.start + (r * self.row_len + start) as u64;
+            ids.clear();
+            self.store.read(first..first + len as u64 + 1, &mut ids);
+            b.inputs.extend_from_slice(&ids[..len]);
+            b.targets.extend_from_slice(&ids[1..]);
         }
         b
     }
@@ -80,8 +94,8 @@ mod tests {
 
     #[test]
     fn windows_cover_every_row_and_targets_are_shifted() {
-        let ids: Vec<u32> = (0..25).collect();
-        let s = StreamWindows::new(&ids, 2, 4).unwrap();
+        let store = Arc::new(TokenStore::in_memory((0..25).collect(), vec![0, 25]));
+        let s = StreamWindows::new(Arc::clone(&store), 0..25, 2, 4).unwrap();
         assert_eq!(s.count(), 3);
         let w0 = s.window(0);
         assert_eq!(w0.inputs, [0, 1, 2, 3, 12, 13, 14, 15]);
@@ -91,6 +105,8 @@ mod tests {
             (w2.seq_len, w2.inputs.as_slice(), w2.targets.as_slice()),
             (3, &[8, 9, 10, 20, 21, 22][..], &[9, 10, 11, 21, 22, 23][..])
         );
-        assert!(StreamWindows::new(&ids[..3], 2, 4).is_err());
+        assert!(StreamWindows::new(Arc::clone(&store), 0..3, 2, 4).is_err());
+        let held_out = StreamWindows::new(store, 20..25, 1, 4).unwrap();
+        assert_eq!(held_out.window(0).inputs, [20, 21, 22, 23]);
     }
 }

@@ -39,13 +39,26 @@ impl Vocab {
                 }
             }
         }
-        let mut ranked: Vec<(String, u64)> = counts.into_iter().collect();
+        Self::from_counts(counts, max_size)
+    }
+
+    /// Builds a vocabulary of at most `max_size` entries from tokens and how often each
+    /// occurs, ranked as [`Vocab::build`] ranks them.
+    pub fn from_counts<I, T>(counts: I, max_size: usize) -> Self
+    where
+        I: IntoIterator<Item = (T, u64)>,
+        T: AsRef<str>,
+    {
+        let mut ranked: Vec<(T, u64)> = counts.into_iter().collect();
         ranked.sort_unstable_by(|a, b| {
             b.1.cmp(&a.1)
-                .then_with(|| b.0.as_bytes().cmp(a.0.as_bytes()))
+                .then_with(|| b.0.as_ref().as_bytes().cmp(a.0.as_ref().as_bytes()))
         });
         let keep = max_size.saturating_sub(2);
-        let words = ranked.into_iter().take(keep).map(|(t, _)| t);
+        let words = ranked
+            .into_iter()
+            .take(keep)
+            .map(|(t, _)| t.as_ref().to_owned());
         Self::from_tokens(
             [String::new(), UNK_TOKEN.to_owned()]
                 .into_iter()
@@ -95,6 +108,11 @@ impl Vocab {
     /// The character tokens newline and carriage return are written as `\n` and `\r` (no word
     /// or character token is ever those two characters).
     pub fn save(&self, path: &Path) -> Result<(), DataError> {
+        crate::files::write_atomic(path, self.file_text().as_bytes())
+    }
+
+    /// The text [`Vocab::save`] writes.
+    fn file_text(&self) -> String {
         let mut text = String::new();
         for t in &self.tokens {
             text.push_str(match t.as_str() {
@@ -104,7 +122,17 @@ impl Vocab {
             });
             text.push('\n');
         }
-        crate::files::write_atomic(path, text.as_bytes())
+        text
+    }
+
+    /// The SHA-256 of the vocabulary's file, in hex: two vocabularies with the same
+    /// fingerprint give every token the same id.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        sha2::Sha256::digest(self.file_text().as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// Reads a vocabulary written by [`Vocab::save`], checking the reserved entries.

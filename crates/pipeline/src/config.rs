@@ -312,6 +312,12 @@ impl Config {
     }
 }
 
+/// A config's name: its file name without `.toml` (the default run directory's name).
+pub fn config_name(path: &Path) -> String {
+    path.file_stem()
+        .map_or("run".into(), |s| s.to_string_lossy().into_owned())
+}
+
 fn resolve(name: &Path) -> Result<PathBuf> {
     if name.is_file() {
         return Ok(name.to_owned());

@@ -2,8 +2,10 @@
 //! many-to-one windows or prefixes, or consecutive windows of one continuous stream whose
 //! recurrent state carries over.
 
+use std::sync::Arc;
+
 use anyhow::{Result, anyhow};
-use data::{Batch, Collator, LossPositions, Sequences, StreamWindows, Vocab};
+use data::{Batch, Collator, LossPositions, Part, Sequences, Shape, StreamWindows, TokenStore};
 
 use crate::config::{DataConfig, ExampleKind};
 
@@ -21,41 +23,33 @@ pub enum Dataset {
 }
 
 impl Dataset {
-    /// Encodes tokenized records (or, for a stream, one tokenized text) with `vocab`, in
-    /// batches of at most `batch_size`; an error when they yield no example.
+    /// The examples of `part` of `store`, in batches of at most `batch_size`; an error when
+    /// they yield no example.
     pub fn new(
-        tokenized: &[Vec<String>],
-        vocab: &Vocab,
+        store: &Arc<TokenStore>,
+        part: &Part,
         config: &DataConfig,
         batch_size: usize,
     ) -> Result<Self> {
         let seq_len = config.seq_len;
-        if config.examples == ExampleKind::Stream {
-            let ids: Vec<u32> = tokenized.iter().flatten().map(|t| vocab.id(t)).collect();
-            // A small held-out stream gets fewer parallel rows rather than none.
-            let rows = batch_size.min(ids.len() / (seq_len + 1)).max(1);
-            let windows =
-                StreamWindows::new(&ids, rows, seq_len).map_err(|e| anyhow!("data: {e}"))?;
-            return Ok(Dataset::Stream(windows));
-        }
-        let rows = tokenized.iter().map(|t| t.iter().map(String::as_str));
-        let (sequences, positions) = match config.examples {
-            ExampleKind::Windows => (
-                Sequences::windows(rows, vocab, seq_len),
-                LossPositions::Last,
-            ),
-            ExampleKind::Prefixes => (
-                Sequences::prefixes(rows, vocab, seq_len),
-                LossPositions::Last,
-            ),
-            _ if config.loss_on_padding => {
-                (Sequences::encode(rows, vocab, seq_len), LossPositions::All)
+        let records = match part {
+            Part::Tokens(tokens) => {
+                // A small held-out stream gets fewer parallel rows rather than none.
+                let count = (tokens.end - tokens.start) as usize;
+                let rows = batch_size.min(count / (seq_len + 1)).max(1);
+                let windows = StreamWindows::new(Arc::clone(store), tokens.clone(), rows, seq_len)
+                    .map_err(|e| anyhow!("data: {e}"))?;
+                return Ok(Dataset::Stream(windows));
             }
-            _ => (
-                Sequences::encode(rows, vocab, seq_len),
-                LossPositions::RealAndStop,
-            ),
+            Part::Records(records) => records.clone(),
         };
+        let (shape, positions) = match config.examples {
+            ExampleKind::Windows => (Shape::Windows, LossPositions::Last),
+            ExampleKind::Prefixes => (Shape::Prefixes, LossPositions::Last),
+            _ if config.loss_on_padding => (Shape::Padded, LossPositions::All),
+            _ => (Shape::Padded, LossPositions::RealAndStop),
+        };
+        let sequences = Sequences::new(Arc::clone(store), records, shape, seq_len);
         if sequences.is_empty() {
             return Err(anyhow!(
                 "data: no {:?} examples: windows need records of at least data.seq_len + 1 = {} tokens, prefixes records of at least 2",

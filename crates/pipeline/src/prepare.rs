@@ -1,11 +1,17 @@
 //! The one data pipeline of a config's corpus, for the trainer, the bench and the tests alike:
 //! corpus -> tokens -> vocabulary -> examples -> batches, the held-out part aside.
 
+use std::sync::Arc;
+
 use anyhow::{Context, Result};
-use data::Vocab;
+use data::prepared::Read;
+use data::{Encoded, Encoder, Part, PrepareSettings, TokenSettings, Vocab};
 
 use crate::config::{Config, ExampleKind};
 use crate::dataset::Dataset;
+
+/// Corpora at least this large get a note suggesting `train prepare`.
+const LARGE_CORPUS_BYTES: u64 = 256 << 20;
 
 /// A config's corpus, encoded and ready for training.
 pub struct PreparedData {
@@ -19,22 +25,59 @@ pub struct PreparedData {
     pub source: String,
 }
 
-/// Reads, tokenises and encodes the corpus of `config`; an error when it yields no example.
+/// The settings of `config` that decide its ids: what `train prepare` records and what a
+/// prepared corpus is checked against.
+pub fn token_settings(config: &Config) -> PrepareSettings {
+    let examples = match config.data.examples {
+        ExampleKind::Stream => "stream",
+        _ => "records",
+    };
+    PrepareSettings {
+        corpus: config.corpus.clone(),
+        data: TokenSettings {
+            tokenizer: config.data.tokenizer,
+            examples: examples.into(),
+            vocab_size: config.data.vocab_size,
+            validation: config.data.validation,
+        },
+    }
+}
+
+/// Reads the corpus of `config` (or maps its prepared form, `corpus.prepared`), builds the
+/// vocabulary from the training part and cuts both parts into examples; an error when the
+/// training part yields no example.
 pub fn prepare(config: &Config) -> Result<PreparedData> {
-    let (tokenized, source) = tokenize(config)?;
-    let settings = &config.data;
-    let (training, held_out) = split_validation(tokenized, settings.validation, settings.examples);
-    // From the training part only: held-out words the model never saw count as [UNK], so the
-    // validation loss is not flattered.
-    let vocab = Vocab::build(training.iter().flatten(), settings.vocab_size);
-    let encode = |part: &[Vec<String>]| {
-        Dataset::new(part, &vocab, settings, settings.batch_size)
+    let settings = token_settings(config);
+    let (encoded, source) = match &config.corpus.prepared {
+        Some(dir) => {
+            let (encoded, manifest) = settings.open(dir)?;
+            let source = format!(
+                "prepared corpus {}: {} records, {} tokens, read through a memory map",
+                dir.display(),
+                manifest.records,
+                manifest.tokens
+            );
+            (encoded, source)
+        }
+        None => {
+            let (encoded, read) = settings.encode()?;
+            (encoded, with_size_note(read))
+        }
+    };
+    let Encoded {
+        vocab,
+        store,
+        split,
+    } = encoded;
+    let store = Arc::new(store);
+    let encode = |part: &Part| {
+        Dataset::new(&store, part, &config.data, config.data.batch_size)
             .with_context(|| format!("corpus {}", config.corpus.path.display()))
     };
-    let training = encode(&training)?;
-    let validation = match held_out.iter().map(Vec::len).sum::<usize>() {
-        0 => None,
-        _ => Some(encode(&held_out)?),
+    let training = encode(&split.training)?;
+    let validation = match split.held_out.is_empty() {
+        true => None,
+        false => Some(encode(&split.held_out)?),
     };
     Ok(PreparedData {
         vocab,
@@ -44,59 +87,44 @@ pub fn prepare(config: &Config) -> Result<PreparedData> {
     })
 }
 
+/// The log line of a corpus read as text, with a note when it is large enough to prepare.
+fn with_size_note(read: Read) -> String {
+    let bytes: u64 = read
+        .files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    match bytes >= LARGE_CORPUS_BYTES {
+        true => format!(
+            "{}\nnote: this corpus is {} MB; `cargo run -p train -- prepare --config CONFIG` tokenises it once, and training then reads it through a memory map (corpus.prepared)",
+            read.summary,
+            bytes >> 20
+        ),
+        false => read.summary,
+    }
+}
+
 /// The whole corpus of `config` encoded with an existing vocabulary (a checkpoint's, to score
 /// text with it): the examples, the tokens read and how many of them `vocab` lacks.
 pub fn encode_with(config: &Config, vocab: &Vocab) -> Result<(Dataset, usize, usize)> {
-    let (tokenized, _) = tokenize(config)?;
-    let tokens = tokenized.iter().map(Vec::len).sum();
-    let unknown = tokenized
-        .iter()
-        .flatten()
-        .filter(|t| !vocab.contains(t))
-        .count();
-    let data = Dataset::new(&tokenized, vocab, &config.data, config.data.batch_size)?;
-    Ok((data, tokens, unknown))
-}
-
-/// The corpus as token lists (one per record, or a single one for a stream) and a line saying
-/// what was read.
-fn tokenize(config: &Config) -> Result<(Vec<Vec<String>>, String)> {
-    let tokenizer = config.data.tokenizer;
-    let path = config.corpus.path.display();
-    if config.data.examples == ExampleKind::Stream {
-        let text = config.corpus.load_stream()?;
-        let source = format!(
-            "corpus {path}: {} characters, read as one stream",
-            text.chars().count()
-        );
-        return Ok((vec![tokenizer.tokens(&text)], source));
-    }
-    let corpus = config.corpus.load()?;
-    let source = format!(
-        "corpus {path}: {} records ({} skipped for a missing {})",
-        corpus.texts.len(),
-        corpus.skipped,
-        corpus.fields.join(" or ")
-    );
-    let tokens = corpus.texts.iter().map(|t| tokenizer.tokens(t)).collect();
-    Ok((tokens, source))
-}
-
-/// Splits off the last `fraction` of the records, or of the one stream's tokens, for
-/// validation (nanoGPT's and Keras's `validation_split` take the end, too).
-fn split_validation(
-    mut tokenized: Vec<Vec<String>>,
-    fraction: f64,
-    examples: ExampleKind,
-) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
-    let keep = |n: usize| n - (n as f64 * fraction).round() as usize;
-    if examples == ExampleKind::Stream {
-        let stream = tokenized.pop().unwrap_or_default();
-        let (train, held_out) = stream.split_at(keep(stream.len()));
-        return (vec![train.to_vec()], vec![held_out.to_vec()]);
-    }
-    let held_out = tokenized.split_off(keep(tokenized.len()));
-    (tokenized, held_out)
+    let settings = token_settings(config);
+    let mut encoder = Encoder::in_memory(config.data.tokenizer);
+    settings.read_into(&mut encoder)?;
+    let tokens = encoder.tokens();
+    let unknown: u64 = encoder
+        .counts(tokens)?
+        .into_iter()
+        .filter(|(token, _)| !vocab.contains(token))
+        .map(|(_, n)| n)
+        .sum();
+    let part = match settings.data.stream() {
+        true => Part::Tokens(0..tokens),
+        false => Part::Records(0..encoder.records()),
+    };
+    let store = Arc::new(encoder.into_store(vocab)?);
+    let data = Dataset::new(&store, &part, &config.data, config.data.batch_size)?;
+    Ok((data, tokens as usize, unknown as usize))
 }
 
 #[cfg(test)]

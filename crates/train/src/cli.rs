@@ -2,16 +2,24 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use model::{DeviceArgs, Kernels, Matmul};
 
 /// Train an LSTM language model from a TOML config, generating text after every epoch.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "train", version)]
+#[command(
+    name = "train",
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 pub struct Args {
+    /// Something other than training.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Config file, or the name of one in configs/ (e.g. `recipes.toml` or `recipes`).
-    #[arg(long)]
-    pub config: PathBuf,
+    #[arg(long, required = true)]
+    pub config: Option<PathBuf>,
     /// Number of epochs (overrides `train.epochs`).
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -37,4 +45,23 @@ pub struct Args {
     /// Continue from the run directory's latest checkpoint (weights, optimizer, epoch).
     #[arg(long)]
     pub resume: bool,
+}
+
+/// What else `train` does.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Tokenise a config's corpus once into a directory of token shards, which training then
+    /// reads through a memory map (set `corpus.prepared` to it): for corpora larger than memory.
+    Prepare(PrepareArgs),
+}
+
+/// The `prepare` command's flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PrepareArgs {
+    /// Config file, or the name of one in configs/.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Where to write it (default: the config's `corpus.prepared`, else prepared/<config name>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }

@@ -6,9 +6,10 @@ pub mod allocator;
 pub mod callback;
 pub mod cli;
 pub mod metrics;
+pub mod prepare_command;
 pub mod progress;
 pub mod step;
 pub mod trainer;
 
-pub use cli::Args;
+pub use cli::{Args, Command, PrepareArgs};
 pub use trainer::{Interrupted, RunSummary, run, train, train_until};

@@ -25,7 +25,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match train::run(&train::Args::parse(), &stop) {
+    let args = train::Args::parse();
+    if let Some(train::Command::Prepare(prepare)) = &args.command {
+        return match train::prepare_command::prepare(prepare) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    match train::run(&args, &stop) {
         Ok(summary) => match summary.interrupted {
             None => ExitCode::SUCCESS,
             Some(interrupted) => {

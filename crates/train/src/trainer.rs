@@ -23,7 +23,7 @@ use crate::callback::generate_samples;
 use crate::metrics::{EpochMetrics, MetricsLog};
 use crate::progress::Progress;
 use crate::step::{optimizer, train_step};
-use pipeline::config::{Config, ExampleKind, StopLoss};
+use pipeline::config::{Config, ExampleKind, StopLoss, config_name};
 use pipeline::evaluation::evaluate;
 use pipeline::prepare::{PreparedData, prepare};
 
@@ -50,7 +50,8 @@ pub struct Interrupted {
 /// Loads the config named on the command line, applies the flags and trains until the end,
 /// or until `stop` holds a signal's number (see [`train_until`]).
 pub fn run(args: &Args, stop: &AtomicUsize) -> Result<RunSummary> {
-    let (mut config, config_path) = Config::load(&args.config)?;
+    let name = args.config.as_deref().context("--config is required")?;
+    let (mut config, config_path) = Config::load(name)?;
     let settings = &mut config.train;
     settings.epochs = args.epochs.unwrap_or(settings.epochs);
     settings.set_device_spec(args.device.apply(settings.device_spec()));
@@ -58,9 +59,7 @@ pub fn run(args: &Args, stop: &AtomicUsize) -> Result<RunSummary> {
     settings.matmul = args.matmul.unwrap_or(settings.matmul);
     settings.seed = args.seed.unwrap_or(settings.seed);
     settings.max_batches_per_epoch = args.max_batches.or(settings.max_batches_per_epoch);
-    let stem = config_path
-        .file_stem()
-        .map_or("run".into(), |s| s.to_string_lossy().into_owned());
+    let stem = config_name(&config_path);
     let run_dir = args
         .out
         .clone()
@@ -613,6 +612,9 @@ fn same_settings(config: &Config, run_dir: &Path) -> Result<()> {
                 .flat_map(|t| t.keys())
                 .map(move |key| (section, key.as_str()))
         })
+        // Reading the corpus as text or prepared gives the same ids; the vocabulary check
+        // catches a prepared form that disagrees.
+        .filter(|&key| key != ("corpus", "prepared"))
         .chain([("train", "seed")]);
     for (section, key) in keys {
         let value = |table: &toml::Table| table.get(section).and_then(|s| s.get(key)).cloned();
@@ -642,9 +644,11 @@ fn same_vocab(saved: &Vocab, built: &Vocab, dir: &Path) -> Result<()> {
         .position(|(a, b)| a != b)
         .unwrap_or(saved.size().min(built.size()));
     bail!(
-        "{}: the checkpoint's vocabulary ({} entries) differs from the one this corpus and config build ({} entries), first at id {first}; resume with the same corpus and data settings, or start a new run with --out",
+        "{}: the checkpoint's vocabulary ({} entries, SHA-256 {}) differs from the one this corpus and config build ({} entries, SHA-256 {}), first at id {first}; resume with the same corpus and data settings, or start a new run with --out",
         dir.display(),
         saved.size(),
-        built.size()
+        saved.fingerprint(),
+        built.size(),
+        built.fingerprint()
     )
 }
