@@ -1,12 +1,14 @@
 //! `cargo run --release -p bench -- compare [--quick]`: our training step and generation
 //! against the PyTorch reference on the same batches, interleaved in one run, as a table.
-//! `bench serve`: a served model under concurrent streaming clients.
+//! `bench serve`: a served model under concurrent streaming clients. `bench scale`: memory
+//! against corpus size.
 
 mod load;
 mod ours;
 mod peak;
 mod pytorch;
 mod report;
+mod scale;
 mod shared_data;
 
 use std::path::PathBuf;
@@ -34,9 +36,15 @@ enum Command {
     /// Concurrent clients streaming completions from a served model: requests and tokens per
     /// second, latency to the first token and to the last, errors.
     Serve(load::LoadArgs),
+    /// Memory against corpus size: builds corpora of about 100 MB and 1 GB from the shipped
+    /// recipes, prepares each and trains a few steps on each, with the peak resident set.
+    Scale(scale::ScaleArgs),
     /// (internal) One measuring process of ours, run by `compare`; prints one JSON line.
     #[command(hide = true)]
     Ours(ours::OursArgs),
+    /// (internal) One phase of `scale` in its own process; prints one JSON line.
+    #[command(hide = true)]
+    ScalePhase(scale::PhaseArgs),
 }
 
 #[derive(clap::Args)]
@@ -85,7 +93,9 @@ fn main() -> std::process::ExitCode {
         Command::Compare(args) => compare(args),
         Command::Memorise(args) => memorise(args),
         Command::Serve(args) => load::run(args),
+        Command::Scale(args) => scale::run(args),
         Command::Ours(args) => ours::run(args),
+        Command::ScalePhase(args) => scale::phase(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

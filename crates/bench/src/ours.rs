@@ -210,7 +210,7 @@ fn generation_speed(
 }
 
 /// Peak resident set size of this process (`VmHWM`), in MiB; 0 where /proc is missing.
-fn peak_rss_mib() -> f64 {
+pub(crate) fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string(Path::new("/proc/self/status")).unwrap_or_default();
     status
         .lines()

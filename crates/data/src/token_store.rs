@@ -36,6 +36,10 @@ impl Column {
         // never modified afterwards; a file changed behind the map is the one hazard, as with
         // every memory-mapped dataset (nanoGPT's `np.memmap` included).
         let map = unsafe { Mmap::map(&file) }.map_err(io)?;
+        // Batches read scattered records: without this the kernel maps the pages around
+        // each one too, and the resident set would grow with the corpus.
+        #[cfg(unix)]
+        map.advise(memmap2::Advice::Random).map_err(io)?;
         if map.len() % width != 0 {
             return Err(DataError::Format {
                 path: path.to_owned(),
