@@ -2,6 +2,7 @@
 
 mod char_stream;
 mod config_errors;
+mod data_parallel;
 mod fuzzing;
 mod golden;
 mod many_to_one;

@@ -98,7 +98,7 @@ fn train_ten_steps(start: &Path, data: &Dataset, device: &Device) -> (LanguageMo
             &device,
             state,
         );
-        (model, state) = (out.model, Some(out.state));
+        (model, state) = (out.model, out.state);
         losses.push(out.loss);
     }
     (model, losses)

@@ -176,6 +176,33 @@ pub struct Batch {
     pub last_only: bool,
 }
 
+impl Batch {
+    /// The batch cut into at most `parts` batches of consecutive sequences, as even as can be
+    /// (the first ones one sequence larger), for data-parallel training.
+    pub fn split(&self, parts: usize) -> Vec<Batch> {
+        let (per_row, targets_per_row) =
+            (self.seq_len, self.targets.len() / self.batch_size.max(1));
+        let parts = parts.clamp(1, self.batch_size.max(1));
+        let mut start = 0;
+        (0..parts)
+            .map(|k| {
+                let rows = self.batch_size / parts + usize::from(k < self.batch_size % parts);
+                let (inputs, targets) = (start * per_row, start * targets_per_row);
+                let share = Batch {
+                    batch_size: rows,
+                    seq_len: self.seq_len,
+                    inputs: self.inputs[inputs..inputs + rows * per_row].to_vec(),
+                    targets: self.targets[targets..targets + rows * targets_per_row].to_vec(),
+                    weights: self.weights[targets..targets + rows * targets_per_row].to_vec(),
+                    last_only: self.last_only,
+                };
+                start += rows;
+                share
+            })
+            .collect()
+    }
+}
+
 /// Cuts sequences into shuffled batches, reproducibly for a given seed and epoch.
 #[derive(Debug, Clone, Copy)]
 pub struct Collator {
@@ -340,6 +367,26 @@ mod tests {
         let rows = rows(&s);
         assert_eq!(b.targets, [rows[0][3], rows[1][3]]);
         assert_eq!(b.weights, [1.0, 1.0]);
+    }
+
+    #[test]
+    fn a_split_batch_keeps_every_sequence_once_in_order() {
+        let (_, s) = setup();
+        for positions in [LossPositions::RealAndStop, LossPositions::Last] {
+            let collator = Collator {
+                batch_size: 8,
+                positions,
+            };
+            let b = collator.batch(&s, &[0, 1, 2]);
+            let parts = b.split(2);
+            assert_eq!(
+                parts.iter().map(|p| p.batch_size).collect::<Vec<_>>(),
+                [2, 1]
+            );
+            assert_eq!(parts[0], collator.batch(&s, &[0, 1]));
+            assert_eq!(parts[1], collator.batch(&s, &[2]));
+            assert_eq!(b.split(5).len(), 3, "no empty share");
+        }
     }
 
     #[test]

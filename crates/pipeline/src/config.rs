@@ -118,6 +118,11 @@ pub struct TrainConfig {
     pub backend: BackendKind,
     /// The wgpu adapter's number in the list the log prints (default: wgpu's pick).
     pub device: Option<usize>,
+    /// Data-parallel training on this many devices: each batch is split between them, each
+    /// computes the gradients of its share in its own thread, and Burn's optimizer adds them
+    /// (`MultiGradientsParams`). For wgpu, the adapters numbered from `device` (or 0) on; the
+    /// CPU backends have one device, which then runs that many replicas.
+    pub devices: usize,
     /// The graphics API wgpu uses: `auto`, `vulkan`, `gl`, `metal` or `dx12`.
     pub graphics_api: GraphicsApi,
     /// `fused` (the CPU operations of the `kernels` crate on flex) or `reference` (Burn's own
@@ -181,6 +186,22 @@ impl TrainConfig {
         }
     }
 
+    /// Every device of a data-parallel run (`devices` of them): for wgpu the adapters
+    /// numbered from `device` (or 0) on, for the CPU backends their one device each time.
+    pub fn device_specs(&self) -> Vec<DeviceSpec> {
+        let first = self.device_spec();
+        if self.devices == 1 || self.backend != BackendKind::Wgpu {
+            return vec![first; self.devices];
+        }
+        let start = self.device.unwrap_or(0);
+        (start..start + self.devices)
+            .map(|n| DeviceSpec {
+                adapter: Some(n),
+                ..first
+            })
+            .collect()
+    }
+
     /// Sets the backend and wgpu adapter.
     pub fn set_device_spec(&mut self, spec: DeviceSpec) {
         self.backend = spec.backend;
@@ -203,6 +224,7 @@ impl Default for TrainConfig {
             kernels: Kernels::Fused,
             matmul: Matmul::Auto,
             device: None,
+            devices: 1,
             graphics_api: GraphicsApi::Auto,
             max_batches_per_epoch: None,
             out: None,
@@ -272,6 +294,7 @@ impl Config {
             ("data.seq_len", data.seq_len),
             ("data.batch_size", data.batch_size),
             ("train.eval_every", self.train.eval_every),
+            ("train.devices", self.train.devices),
             ("generate.max_tokens", self.generate.max_tokens),
             (
                 "train.keep_checkpoints",
@@ -294,6 +317,11 @@ impl Config {
         }
         if !(0.0..1.0).contains(&data.validation) {
             bail!("`data.validation` must be a fraction in [0, 1)");
+        }
+        if self.train.devices > 1 && data.examples == ExampleKind::Stream {
+            bail!(
+                "`train.devices` above 1 splits batches of independent sequences; a stream's windows carry their state from batch to batch (use 1)"
+            );
         }
         if self.train.early_stopping_patience.is_some() && data.validation == 0.0 {
             bail!(

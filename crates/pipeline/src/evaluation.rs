@@ -16,10 +16,23 @@ pub fn batch_loss(
     device: &Device,
     state: Option<State>,
 ) -> (Tensor<1>, f64, State) {
+    let weight: f32 = batch.weights.iter().sum();
+    share_loss(model, batch, device, state, weight)
+}
+
+/// The batch's summed loss over its counted positions divided by `weight` (returned as the
+/// second value), and the state after it: one share's part of the mean loss of a batch split
+/// between devices, whose counted positions are `weight`.
+pub fn share_loss(
+    model: &LanguageModel,
+    batch: &Batch,
+    device: &Device,
+    state: Option<State>,
+    weight: f32,
+) -> (Tensor<1>, f64, State) {
     let [b, t, n] = [batch.batch_size, batch.seq_len, batch.targets.len()];
     let inputs = ids_tensor(&batch.inputs, [b, t], device);
     let targets = ids_tensor(&batch.targets, [n], device);
-    let weight: f32 = batch.weights.iter().sum();
     let weights = Tensor::<1>::from_data(TensorData::new(batch.weights.clone(), [n]), device);
     let (hidden, state) = model.hidden(inputs, state);
     // Many-to-one: the output layer only where there is a target.

@@ -29,6 +29,9 @@ pub struct Args {
     /// Backend and wgpu adapter (override `train.backend`, `train.device`, `train.graphics_api`).
     #[command(flatten)]
     pub device: DeviceArgs,
+    /// Data-parallel training on N devices (overrides `train.devices`).
+    #[arg(long)]
+    pub devices: Option<usize>,
     /// `fused` or `reference` (Burn's own operations) (overrides `train.kernels`).
     #[arg(long, value_parser = model::parse_setting::<Kernels>)]
     pub kernels: Option<Kernels>,

@@ -22,7 +22,7 @@ use crate::Args;
 use crate::callback::generate_samples;
 use crate::metrics::{EpochMetrics, MetricsLog};
 use crate::progress::Progress;
-use crate::step::{optimizer, train_step};
+use crate::step::{optimizer, train_step_on};
 use pipeline::config::{Config, ExampleKind, StopLoss, config_name};
 use pipeline::evaluation::evaluate;
 use pipeline::prepare::{PreparedData, prepare};
@@ -55,6 +55,7 @@ pub fn run(args: &Args, stop: &AtomicUsize) -> Result<RunSummary> {
     let settings = &mut config.train;
     settings.epochs = args.epochs.unwrap_or(settings.epochs);
     settings.set_device_spec(args.device.apply(settings.device_spec()));
+    settings.devices = args.devices.unwrap_or(settings.devices);
     settings.kernels = args.kernels.unwrap_or(settings.kernels);
     settings.matmul = args.matmul.unwrap_or(settings.matmul);
     settings.seed = args.seed.unwrap_or(settings.seed);
@@ -66,6 +67,9 @@ pub fn run(args: &Args, stop: &AtomicUsize) -> Result<RunSummary> {
         .or_else(|| settings.out.clone())
         .unwrap_or_else(|| Path::new("runs").join(stem));
     settings.out = Some(run_dir.clone());
+    config
+        .validate()
+        .with_context(|| format!("{} with the flags given", config_path.display()))?;
     train_until(&config, &run_dir, args.resume, stop)
 }
 
@@ -93,9 +97,10 @@ pub fn train_until(
     if previous.is_some() {
         same_settings(config, run_dir)?;
     }
-    let opened = open_device(config)?;
+    let (opened, devices) = open_device(config)?;
     let data = prepare_data(config, &opened, previous.as_ref(), run_dir)?;
-    let (mut model, mut run) = Run::start(config, run_dir, opened, data, previous.as_ref())?;
+    let (mut model, mut run) =
+        Run::start(config, run_dir, (opened, devices), data, previous.as_ref())?;
     let mut summary = RunSummary {
         run_dir: run_dir.to_owned(),
         epochs: Vec::new(),
@@ -132,12 +137,30 @@ pub fn train_until(
     Ok(summary)
 }
 
-/// Opens the config's device, selects its kernels and matrix products, and logs them.
-fn open_device(config: &Config) -> Result<OpenDevice> {
+/// Opens the config's devices (the first one evaluates, generates and holds the optimizer's
+/// state), selects its kernels and matrix products, and logs them.
+fn open_device(config: &Config) -> Result<(OpenDevice, Vec<Device>)> {
     let settings = &config.train;
-    let opened = settings.device_spec().open()?;
+    let all = settings
+        .device_specs()
+        .iter()
+        .map(|spec| spec.open())
+        .collect::<Result<Vec<_>, _>>()?;
     let matmul = kernels::matmul::select(settings.matmul)?;
-    println!("device: {opened}");
+    match all.as_slice() {
+        [one] => println!("device: {one}"),
+        several => {
+            println!(
+                "devices: {}, data parallel (each takes an equal share of every batch)",
+                several.len()
+            );
+            for (n, device) in several.iter().enumerate() {
+                println!("  device {}: {device}", n + 1);
+            }
+        }
+    }
+    let devices = all.iter().map(|o| o.device.clone()).collect();
+    let opened = all.into_iter().next().expect("at least one device");
     let kernels = match (settings.kernels, settings.kernels.fused_on(&opened.device)) {
         (_, true) => format!("fused kernels, matrix products by {matmul}"),
         (Kernels::Reference, _) => "Burn's reference operations".into(),
@@ -147,7 +170,7 @@ fn open_device(config: &Config) -> Result<OpenDevice> {
         "compute: {kernels}, {} CPU threads",
         rayon::current_num_threads()
     );
-    Ok(opened)
+    Ok((opened, devices))
 }
 
 /// Runs the data pipeline, checks the batches fit the device and agree with a resumed
@@ -218,8 +241,8 @@ struct Run<'a> {
     config: &'a Config,
     run_dir: &'a Path,
     opened: OpenDevice,
-    /// The training device (`opened.device` with autodiff).
-    device: Device,
+    /// Every training device (with autodiff); the first one is `opened.device`.
+    devices: Vec<Device>,
     data: PreparedData,
     optim: ModuleOptimizer,
     first_epoch: usize,
@@ -254,12 +277,13 @@ impl<'a> Run<'a> {
     fn start(
         config: &'a Config,
         run_dir: &'a Path,
-        opened: OpenDevice,
+        (opened, devices): (OpenDevice, Vec<Device>),
         data: PreparedData,
         previous: Option<&Checkpoint>,
     ) -> Result<(LanguageModel, Self)> {
         let settings = &config.train;
         let device = opened.device.clone().autodiff();
+        let devices = devices.into_iter().map(Device::autodiff).collect();
         device.seed(settings.seed);
         let mut optim = optimizer(settings);
         let mut stop = StopRule::new(config, data.vocab.size());
@@ -333,7 +357,7 @@ impl<'a> Run<'a> {
             stop,
             resume_at,
             opened,
-            device,
+            devices,
             data,
             optim,
             first_epoch,
@@ -363,18 +387,20 @@ impl<'a> Run<'a> {
         for (i, batch) in batches.skip(sums.batches) {
             // Dropout's randomness depends on the step alone, so a resumed run draws the
             // same masks as an uninterrupted one.
-            self.device.seed(step_seed(settings.seed, self.step));
+            for device in &self.devices {
+                device.seed(step_seed(settings.seed, self.step));
+            }
             let lr = settings.learning_rate;
-            let out = train_step(
+            let out = train_step_on(
                 model,
                 &mut self.optim,
                 &batch,
                 lr,
-                &self.device,
+                &self.devices,
                 state.take(),
             );
             model = out.model;
-            state = self.data.training.carries_state().then_some(out.state);
+            state = out.state.filter(|_| self.data.training.carries_state());
             self.step += 1;
             if !out.loss.is_finite() {
                 bail!(
