@@ -37,6 +37,7 @@ fn wgpu_spec() -> DeviceSpec {
         backend: BackendKind::Wgpu,
         adapter: None,
         graphics_api: GraphicsApi::Gl,
+        remote: None,
     }
 }
 
@@ -199,7 +200,7 @@ fn a_run_moves_between_backends_with_resume() {
     // epoch trains the same 5 windows (a stream is read in order), so each one's loss is below
     // the one before only if the weights and Adam's moments came through the move.
     let mut losses = Vec::new();
-    for (epoch, spec) in [(1, wgpu), (2, DeviceSpec::default()), (3, wgpu)] {
+    for (epoch, spec) in [(1, wgpu.clone()), (2, DeviceSpec::default()), (3, wgpu)] {
         config.train.epochs = epoch;
         config.train.set_device_spec(spec);
         let summary = train::train(&config, &run, epoch > 1).unwrap();

@@ -114,14 +114,19 @@ pub struct TrainConfig {
     pub clip_norm: Option<f32>,
     /// Seeds weight initialisation, shuffling and sampling.
     pub seed: u64,
-    /// `flex` or `ndarray` (CPU), or `wgpu` (GPU; needs the `wgpu` cargo feature).
+    /// `flex` or `ndarray` (CPU), `wgpu` (GPU; needs the `wgpu` cargo feature), or `remote`
+    /// (a device `train serve-device` serves at `remote`; needs the `remote` cargo feature).
     pub backend: BackendKind,
-    /// The wgpu adapter's number in the list the log prints (default: wgpu's pick).
+    /// For `backend = "remote"`: the server's address, such as `ws://127.0.0.1:3000`.
+    pub remote: Option<String>,
+    /// The wgpu adapter's number in the list the log prints (default: wgpu's pick); for a
+    /// remote server, the number of its device (default 0).
     pub device: Option<usize>,
     /// Data-parallel training on this many devices: each batch is split between them, each
     /// computes the gradients of its share in its own thread, and Burn's optimizer adds them
-    /// (`MultiGradientsParams`). For wgpu, the adapters numbered from `device` (or 0) on; the
-    /// CPU backends have one device, which then runs that many replicas.
+    /// (`MultiGradientsParams`). For wgpu (or a remote server), the adapters (its devices)
+    /// numbered from `device` (or 0) on; the CPU backends have one device, which then runs that
+    /// many replicas.
     pub devices: usize,
     /// The graphics API wgpu uses: `auto`, `vulkan`, `gl`, `metal` or `dx12`.
     pub graphics_api: GraphicsApi,
@@ -183,21 +188,24 @@ impl TrainConfig {
             backend: self.backend,
             adapter: self.device,
             graphics_api: self.graphics_api,
+            remote: self.remote.clone(),
         }
     }
 
-    /// Every device of a data-parallel run (`devices` of them): for wgpu the adapters
-    /// numbered from `device` (or 0) on, for the CPU backends their one device each time.
+    /// Every device of a data-parallel run (`devices` of them): for wgpu (or a remote server)
+    /// the adapters (its devices) numbered from `device` (or 0) on, for the CPU backends their
+    /// one device each time.
     pub fn device_specs(&self) -> Vec<DeviceSpec> {
         let first = self.device_spec();
-        if self.devices == 1 || self.backend != BackendKind::Wgpu {
+        let numbered = matches!(self.backend, BackendKind::Wgpu | BackendKind::Remote);
+        if self.devices == 1 || !numbered {
             return vec![first; self.devices];
         }
         let start = self.device.unwrap_or(0);
         (start..start + self.devices)
             .map(|n| DeviceSpec {
                 adapter: Some(n),
-                ..first
+                ..first.clone()
             })
             .collect()
     }
@@ -207,6 +215,7 @@ impl TrainConfig {
         self.backend = spec.backend;
         self.device = spec.adapter;
         self.graphics_api = spec.graphics_api;
+        self.remote = spec.remote;
     }
 }
 
@@ -225,6 +234,7 @@ impl Default for TrainConfig {
             matmul: Matmul::Auto,
             device: None,
             devices: 1,
+            remote: None,
             graphics_api: GraphicsApi::Auto,
             max_batches_per_epoch: None,
             out: None,

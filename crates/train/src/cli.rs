@@ -56,6 +56,22 @@ pub enum Command {
     /// Tokenise a config's corpus once into a directory of token shards, which training then
     /// reads through a memory map (set `corpus.prepared` to it): for corpora larger than memory.
     Prepare(PrepareArgs),
+    /// Serve this machine's device to training runs in other processes or on other machines
+    /// (Burn's remote backend over WebSocket); they train on it with `--remote ws://HOST:PORT`.
+    /// Needs the `remote` cargo feature.
+    ServeDevice(ServeDeviceArgs),
+}
+
+/// The `serve-device` command's flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeDeviceArgs {
+    /// Address to listen on: 127.0.0.1:PORT serves this machine only, 0.0.0.0:PORT the network
+    /// (unencrypted: a trusted network only); port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    pub listen: String,
+    /// The device to serve.
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 /// The `prepare` command's flags.

@@ -8,8 +8,9 @@ pub mod cli;
 pub mod metrics;
 pub mod prepare_command;
 pub mod progress;
+pub mod serve_device;
 pub mod step;
 pub mod trainer;
 
-pub use cli::{Args, Command, PrepareArgs};
+pub use cli::{Args, Command, PrepareArgs, ServeDeviceArgs};
 pub use trainer::{Interrupted, RunSummary, run, train, train_until};

@@ -18,6 +18,24 @@ fn main() -> ExitCode {
         unsafe { std::env::set_var("BURN_DEVICE", "flex") };
     }
     train::allocator::keep_freed_memory();
+    let args = train::Args::parse();
+    let other = match &args.command {
+        Some(train::Command::Prepare(prepare)) => {
+            Some(train::prepare_command::prepare(prepare).map(drop))
+        }
+        // The server handles Ctrl-C and SIGTERM itself.
+        Some(train::Command::ServeDevice(serve)) => Some(train::serve_device::serve_device(serve)),
+        None => None,
+    };
+    if let Some(result) = other {
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let stop = match stop_on_signals() {
         Ok(stop) => stop,
         Err(e) => {
@@ -25,16 +43,6 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let args = train::Args::parse();
-    if let Some(train::Command::Prepare(prepare)) = &args.command {
-        return match train::prepare_command::prepare(prepare) {
-            Ok(_) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::FAILURE
-            }
-        };
-    }
     match train::run(&args, &stop) {
         Ok(summary) => match summary.interrupted {
             None => ExitCode::SUCCESS,

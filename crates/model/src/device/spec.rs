@@ -16,6 +16,9 @@ pub enum BackendKind {
     Ndarray,
     /// A GPU (or a software rasteriser) through wgpu; needs the `wgpu` cargo feature.
     Wgpu,
+    /// A device another process serves over the network (`train serve-device`), possibly on
+    /// another machine; needs the `remote` cargo feature.
+    Remote,
 }
 
 /// The graphics API wgpu drives the adapter through.
@@ -35,15 +38,19 @@ pub enum GraphicsApi {
     Dx12,
 }
 
-/// Where the model runs: the backend, and for wgpu which adapter through which API.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Where the model runs: the backend, for wgpu which adapter through which API, for a remote
+/// device which server.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeviceSpec {
     /// The backend.
     pub backend: BackendKind,
-    /// The wgpu adapter's number in the list the log prints (default: wgpu's preferred one).
+    /// The wgpu adapter's number in the list the log prints (default: wgpu's preferred one);
+    /// for a remote server, the number of its device (default 0).
     pub adapter: Option<usize>,
     /// The graphics API for wgpu.
     pub graphics_api: GraphicsApi,
+    /// For a remote device: the server's address, such as `ws://127.0.0.1:3000`.
+    pub remote: Option<String>,
 }
 
 /// An opened device and a line saying what it is.
@@ -95,6 +102,7 @@ impl fmt::Display for BackendKind {
             BackendKind::Flex => "flex",
             BackendKind::Ndarray => "ndarray",
             BackendKind::Wgpu => "wgpu",
+            BackendKind::Remote => "remote",
         })
     }
 }
@@ -111,15 +119,24 @@ pub struct DeviceArgs {
     /// wgpu graphics API: auto, vulkan, gl, metal or dx12.
     #[arg(long, value_name = "API", value_parser = crate::parse_setting::<GraphicsApi>)]
     pub graphics_api: Option<GraphicsApi>,
+    /// Train on the device a `train serve-device` process serves at URL (such as
+    /// ws://127.0.0.1:3000); implies `--backend remote`. Needs the `remote` cargo feature.
+    #[arg(long, value_name = "URL")]
+    pub remote: Option<String>,
 }
 
 impl DeviceArgs {
     /// `spec` with the flags given on the command line applied.
     pub fn apply(&self, spec: DeviceSpec) -> DeviceSpec {
+        let backend = match (&self.remote, self.backend) {
+            (Some(_), None) => BackendKind::Remote,
+            (_, backend) => backend.unwrap_or(spec.backend),
+        };
         DeviceSpec {
-            backend: self.backend.unwrap_or(spec.backend),
+            backend,
             adapter: self.device.or(spec.adapter),
             graphics_api: self.graphics_api.unwrap_or(spec.graphics_api),
+            remote: self.remote.clone().or(spec.remote),
         }
     }
 }
@@ -132,6 +149,29 @@ pub enum DeviceError {
         "--device and --graphics-api (train.device, train.graphics_api) choose a wgpu adapter; backend `{0}` runs on the CPU"
     )]
     AdapterOnCpu(BackendKind),
+    /// `remote` was asked for in a build without the feature.
+    #[error(
+        "this binary was built without the `remote` feature; rebuild with it, e.g. `cargo run --release -p train --features remote -- --config NAME --remote ws://HOST:PORT`"
+    )]
+    RemoteNotBuilt,
+    /// The remote backend without a server address, or an address for another backend.
+    #[error(
+        "backend `remote` and a server address (train.remote, --remote) go together: set both, e.g. `--remote ws://127.0.0.1:3000`"
+    )]
+    RemoteAddress,
+    /// The remote server did not answer.
+    #[error("remote device {index} at {url}: {detail} (is `train serve-device` running there?)")]
+    RemoteConnect {
+        /// The server's address.
+        url: String,
+        /// The device's number on it.
+        index: usize,
+        /// The transport's error.
+        detail: String,
+    },
+    /// Serving a device failed.
+    #[error("serving the device: {0}")]
+    Serve(String),
     /// `wgpu` was asked for in a build without the feature.
     #[error(
         "this binary was built without the `wgpu` feature; rebuild with it, e.g. `cargo run --release -p train --features wgpu -- --config NAME --backend wgpu` (or `-p inference --features wgpu`)"
