@@ -58,7 +58,7 @@ pub fn phase(args: &PhaseArgs) -> Result<()> {
                 config: args.config.clone(),
                 out: None,
             };
-            train::prepare_command::prepare(&prepare)?.manifest.tokens
+            train::prepare_command::prepare(&prepare)?.tokens
         }
         "train" | "train-text" => {
             let (mut config, _) = pipeline::Config::load(&args.config)?;

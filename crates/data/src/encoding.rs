@@ -8,6 +8,7 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
+use crate::files::io_err;
 use crate::token_store::{Column, TokenStore};
 use crate::{DataError, Tokenizer, Vocab};
 
@@ -47,16 +48,9 @@ impl LittleEndian for u64 {
     }
 }
 
-fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> DataError + '_ {
-    move |source| DataError::Io {
-        path: path.to_owned(),
-        source,
-    }
-}
-
 impl<T: LittleEndian> Spool<T> {
     fn file(path: PathBuf) -> Result<Self, DataError> {
-        let file = File::create(&path).map_err(io_error(&path))?;
+        let file = File::create(&path).map_err(io_err(&path))?;
         Ok(Spool::File {
             out: BufWriter::with_capacity(1 << 20, file),
             path,
@@ -66,7 +60,7 @@ impl<T: LittleEndian> Spool<T> {
     fn push(&mut self, value: T) -> Result<(), DataError> {
         match self {
             Spool::Memory(values) => values.push(value),
-            Spool::File { out, path } => value.write(out).map_err(io_error(path))?,
+            Spool::File { out, path } => value.write(out).map_err(io_err(path))?,
         }
         Ok(())
     }
@@ -76,13 +70,13 @@ impl<T: LittleEndian> Spool<T> {
         match self {
             Spool::Memory(values) => values[..count as usize].iter().for_each(|&v| each(v)),
             Spool::File { out, path } => {
-                out.flush().map_err(io_error(path))?;
-                let file = File::open(&*path).map_err(io_error(path))?;
+                out.flush().map_err(io_err(path))?;
+                let file = File::open(&*path).map_err(io_err(path))?;
                 let mut reader =
                     BufReader::with_capacity(1 << 20, file).take(count * T::WIDTH as u64);
                 let mut chunk = vec![0u8; T::WIDTH << 16];
                 loop {
-                    let n = read_full(&mut reader, &mut chunk).map_err(io_error(path))?;
+                    let n = read_full(&mut reader, &mut chunk).map_err(io_err(path))?;
                     chunk[..n]
                         .chunks_exact(T::WIDTH)
                         .for_each(|b| each(T::read(b)));
@@ -268,7 +262,7 @@ impl Encoder {
                         shards.push((name, 0));
                     }
                     Err(e) => {
-                        failed = Some(io_error(&path)(e));
+                        failed = Some(io_err(&path)(e));
                         return;
                     }
                 }
@@ -276,7 +270,7 @@ impl Encoder {
             let (w, p) = out.as_mut().expect("a shard is open");
             let id = map[n as usize].to_le_bytes();
             if let Err(e) = w.write_all(&id[..width]) {
-                failed = Some(io_error(p)(e));
+                failed = Some(io_err(p)(e));
             }
             shards.last_mut().expect("a shard is open").1 += 1;
         })?;
@@ -288,7 +282,7 @@ impl Encoder {
         }
         self.starts.finish()?;
         if let Some(spool) = self.ids.finish()? {
-            std::fs::remove_file(&spool).map_err(io_error(&spool))?;
+            std::fs::remove_file(&spool).map_err(io_err(&spool))?;
         }
         Ok(shards)
     }
@@ -307,10 +301,8 @@ impl Encoder {
 
 /// Flushes and syncs a written file.
 fn close(out: BufWriter<File>, path: &Path) -> Result<(), DataError> {
-    let file = out
-        .into_inner()
-        .map_err(|e| io_error(path)(e.into_error()))?;
-    file.sync_all().map_err(io_error(path))?;
+    let file = out.into_inner().map_err(|e| io_err(path)(e.into_error()))?;
+    file.sync_all().map_err(io_err(path))?;
     forget_cached_pages(&file);
     Ok(())
 }

@@ -7,7 +7,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::DataError;
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DataError + '_ {
+/// Maps an I/O error to a [`DataError`] naming `path`.
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DataError + '_ {
     move |source| DataError::Io {
         path: path.to_owned(),
         source,

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::encoding::{Encoder, map_shards};
-use crate::files::write_atomic;
+use crate::files::{io_err, write_atomic};
 use crate::sources::Source;
 use crate::token_store::{Column, TokenStore};
 use crate::{CorpusSpec, DataError, Tokenizer, Vocab};
@@ -219,15 +219,11 @@ impl PrepareSettings {
     /// renamed into place at the end, so an interrupted preparation leaves any earlier `out`
     /// as it was.
     pub fn prepare(&self, out: &Path) -> Result<(Manifest, Read), DataError> {
-        let io = |path: &Path| {
-            let path = path.to_owned();
-            move |source| DataError::Io { path, source }
-        };
         let partial = with_suffix(out, ".partial");
         if partial.exists() {
-            std::fs::remove_dir_all(&partial).map_err(io(&partial))?;
+            std::fs::remove_dir_all(&partial).map_err(io_err(&partial))?;
         }
-        std::fs::create_dir_all(&partial).map_err(io(&partial))?;
+        std::fs::create_dir_all(&partial).map_err(io_err(&partial))?;
         let mut encoder = Encoder::spooled(self.data.tokenizer, &partial, &partial.join(INDEX))?;
         let read = self.read_into(&mut encoder)?;
         let sources = read
@@ -260,11 +256,11 @@ impl PrepareSettings {
         write_atomic(&partial.join(MANIFEST), &json)?;
         let old = with_suffix(out, ".old");
         if out.exists() {
-            std::fs::rename(out, &old).map_err(io(out))?;
+            std::fs::rename(out, &old).map_err(io_err(out))?;
         }
-        std::fs::rename(&partial, out).map_err(io(out))?;
+        std::fs::rename(&partial, out).map_err(io_err(out))?;
         if old.exists() {
-            std::fs::remove_dir_all(&old).map_err(io(&old))?;
+            std::fs::remove_dir_all(&old).map_err(io_err(&old))?;
         }
         Ok((manifest, read))
     }

@@ -7,6 +7,7 @@ use std::time::UNIX_EPOCH;
 use serde::{Deserialize, Serialize};
 
 use crate::DataError;
+use crate::files::io_err;
 
 /// File names read from a directory when the format is `auto` (each also with `.gz`).
 const CORPUS_EXTENSIONS: [&str; 5] = ["json", "jsonl", "ndjson", "csv", "txt"];
@@ -26,10 +27,7 @@ pub struct Source {
 impl Source {
     /// The file's current size and modification time.
     pub fn stat(path: &Path) -> Result<Self, DataError> {
-        let meta = std::fs::metadata(path).map_err(|source| DataError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        let meta = std::fs::metadata(path).map_err(io_err(path))?;
         let modified_ns = meta
             .modified()
             .ok()

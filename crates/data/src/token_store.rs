@@ -7,6 +7,7 @@ use std::path::Path;
 use memmap2::Mmap;
 
 use crate::DataError;
+use crate::files::io_err;
 
 /// Little-endian unsigned numbers of one width, in memory or in a mapped file.
 #[derive(Debug)]
@@ -27,19 +28,15 @@ pub(crate) enum Column {
 impl Column {
     /// Maps `path`, a file of `width`-byte little-endian numbers.
     pub(crate) fn map(path: &Path, width: usize) -> Result<Self, DataError> {
-        let io = |source| DataError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let file = std::fs::File::open(path).map_err(io)?;
+        let file = std::fs::File::open(path).map_err(io_err(path))?;
         // SAFETY: the prepared directory's files are written once, renamed into place and
         // never modified afterwards; a file changed behind the map is the one hazard, as with
         // every memory-mapped dataset (nanoGPT's `np.memmap` included).
-        let map = unsafe { Mmap::map(&file) }.map_err(io)?;
+        let map = unsafe { Mmap::map(&file) }.map_err(io_err(path))?;
         // Batches read scattered records: without this the kernel maps the pages around
         // each one too, and the resident set would grow with the corpus.
         #[cfg(unix)]
-        map.advise(memmap2::Advice::Random).map_err(io)?;
+        map.advise(memmap2::Advice::Random).map_err(io_err(path))?;
         if map.len() % width != 0 {
             return Err(DataError::Format {
                 path: path.to_owned(),

@@ -1,6 +1,6 @@
 //! `train prepare`: a config's corpus tokenised once into a prepared directory.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Result;
@@ -11,16 +11,9 @@ use pipeline::prepare::token_settings;
 
 use crate::cli::PrepareArgs;
 
-/// What `prepare` wrote.
-pub struct Prepared {
-    /// The prepared directory.
-    pub dir: PathBuf,
-    /// Its manifest.
-    pub manifest: Manifest,
-}
-
-/// Prepares the corpus of `args.config`, printing what was read and how fast.
-pub fn prepare(args: &PrepareArgs) -> Result<Prepared> {
+/// Prepares the corpus of `args.config`, printing what was read and how fast; the manifest
+/// written.
+pub fn prepare(args: &PrepareArgs) -> Result<Manifest> {
     let (config, config_path) = Config::load(&args.config)?;
     let dir = args
         .out
@@ -50,5 +43,5 @@ pub fn prepare(args: &PrepareArgs) -> Result<Prepared> {
             dir.display()
         ),
     }
-    Ok(Prepared { dir, manifest })
+    Ok(manifest)
 }
