@@ -11,6 +11,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use data::defaults;
 use model::burn::tensor::Device;
+use model::generation::PreparedDecoder;
 use model::generation::sampling::{check_temperature, probabilities, top};
 use model::{BackendKind, Checkpoint, DeviceArgs, DeviceSpec, Generator, Sampling};
 
@@ -195,9 +196,11 @@ pub fn served_model(args: &ServeArgs) -> Result<(server::ServedModel, server::Li
         ..server::Limits::default()
     };
     let prompts = run_dir.as_deref().map(run_prompts).unwrap_or_default();
+    let decoder = PreparedDecoder::new(&loaded.model, &loaded.device);
     let served = server::ServedModel {
         name,
         prompts,
+        decoder,
         model: loaded.model,
         vocab: loaded.vocab,
         meta: loaded.ckpt.meta.clone(),

@@ -1,10 +1,16 @@
 //! Fused operations for Burn's flex CPU backend: an LSTM layer and the output layer with its
 //! softmax cross-entropy, each one backend operation with a hand-written backward pass, and
-//! the matrix products and vectorised math under them. Everything here works on tensors and
-//! shapes; it knows nothing of configs, vocabularies or checkpoints.
+//! the matrix products and vectorised math under them. Also a decoder that runs one sequence
+//! a token at a time on plain slices, its output layer in half precision, and the bounds that
+//! tell when half precision cannot change the token picked. Everything here works on tensors,
+//! slices and shapes; it knows nothing of configs, vocabularies or checkpoints.
 
 mod autodiff;
+mod block_product;
+pub mod bounded;
+pub mod decoder;
 mod flex_buffers;
+pub mod half_matrix;
 pub mod linear_cross_entropy;
 pub mod lstm;
 mod math;

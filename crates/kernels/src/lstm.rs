@@ -53,6 +53,25 @@ pub fn forward(
     let (c0, h0) = state
         .unwrap_or_else(|| LstmState::initial([b, hidden], &device))
         .unpack();
+    let (w_ih, w_hh, bias) = fused_weights(lstm);
+    let out = <Dispatch as LstmOps>::lstm_sequence(
+        x.into_dispatch(),
+        w_ih.into_dispatch(),
+        w_hh.into_dispatch(),
+        bias.into_dispatch(),
+        h0.into_dispatch(),
+        c0.into_dispatch(),
+    );
+    let out: Tensor<3> = Tensor::from_dispatch(out);
+    let h_all = out.clone().slice(s![.., 0..t, ..]);
+    let h_last = out.clone().slice(s![.., t - 1, ..]).squeeze_dim::<2>(1);
+    let c_last = out.slice(s![.., t, ..]).squeeze_dim::<2>(1);
+    (h_all, LstmState::new(c_last, h_last))
+}
+
+/// `lstm`'s four gates' weights side by side: `w_ih [E, 4H]`, `w_hh [H, 4H]` and the sum of
+/// both transforms' biases `[4H]`, the gates in the order input, forget, cell, output.
+pub fn fused_weights(lstm: &Lstm) -> (Tensor<2>, Tensor<2>, Tensor<1>) {
     let forget = lstm
         .forget_gate
         .as_ref()
@@ -67,19 +86,7 @@ pub fn forward(
             .to_vec(),
         0,
     );
-    let out = <Dispatch as LstmOps>::lstm_sequence(
-        x.into_dispatch(),
-        w_ih.into_dispatch(),
-        w_hh.into_dispatch(),
-        bias.into_dispatch(),
-        h0.into_dispatch(),
-        c0.into_dispatch(),
-    );
-    let out: Tensor<3> = Tensor::from_dispatch(out);
-    let h_all = out.clone().slice(s![.., 0..t, ..]);
-    let h_last = out.clone().slice(s![.., t - 1, ..]).squeeze_dim::<2>(1);
-    let c_last = out.slice(s![.., t, ..]).squeeze_dim::<2>(1);
-    (h_all, LstmState::new(c_last, h_last))
+    (w_ih, w_hh, bias)
 }
 
 /// What the forward pass keeps for the backward pass.
@@ -130,12 +137,12 @@ fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 /// One step of the cell for every sequence: the gates' pre-activations `[B, 4H]` become
 /// their activations (input, forget, cell, output) in place, and the new cell and hidden
 /// states `[B, H]` are written.
-struct CellForward<'a> {
-    gates: &'a mut [f32],
-    c_prev: &'a [f32],
-    c_next: &'a mut [f32],
-    h_next: &'a mut [f32],
-    hd: usize,
+pub(crate) struct CellForward<'a> {
+    pub(crate) gates: &'a mut [f32],
+    pub(crate) c_prev: &'a [f32],
+    pub(crate) c_next: &'a mut [f32],
+    pub(crate) h_next: &'a mut [f32],
+    pub(crate) hd: usize,
 }
 
 impl Vectorised for CellForward<'_> {

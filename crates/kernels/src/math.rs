@@ -91,22 +91,32 @@ pub(crate) fn widest_vectors<V: Vectorised>(work: V) -> V::Output {
     work.run()
 }
 
+/// The largest `f(a[i], b[i])` (NaNs ignored; minus infinity for none), in lanes the
+/// compiler vectorises.
+#[inline(always)]
+pub(crate) fn largest(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let mut max = [f32::NEG_INFINITY; LANES];
+    for (x, y) in ca.clone().zip(cb.clone()) {
+        for l in 0..LANES {
+            let v = f(x[l], y[l]);
+            max[l] = if v > max[l] { v } else { max[l] };
+        }
+    }
+    let tail = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(&x, &y)| f(x, y));
+    tail.chain(max)
+        .fold(f32::NEG_INFINITY, |m, x| if x > m { x } else { m })
+}
+
 /// Replaces `row` by `exp(row - max(row))` (a softmax but for the division) and returns the
 /// maximum and the new row's sum, whose log plus the maximum is the log-sum-exp of the row.
 #[inline(always)]
 pub(crate) fn exp_in_place(row: &mut [f32]) -> (f32, f32) {
-    let chunks = row.chunks_exact(LANES);
-    let mut max = [f32::NEG_INFINITY; LANES];
-    for c in chunks.clone() {
-        for l in 0..LANES {
-            max[l] = if c[l] > max[l] { c[l] } else { max[l] };
-        }
-    }
-    let max = chunks
-        .remainder()
-        .iter()
-        .chain(&max)
-        .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
+    let max = largest(row, row, |x, _| x);
     row.iter_mut().for_each(|x| *x = exp(*x - max));
     let lanes = row.chunks_exact(LANES);
     let mut sum = [0.0f32; LANES];

@@ -198,6 +198,11 @@ impl LanguageModel {
         self
     }
 
+    /// Which implementation runs the recurrent layers and the loss.
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
+    }
+
     /// Number of vocabulary entries the model predicts over.
     pub fn vocab_size(&self) -> usize {
         let [vocab, _] = self.embedding.weight.shape().dims();

@@ -32,7 +32,7 @@ use data::Vocab;
 use model::burn::module::Module;
 use model::burn::tensor::Device;
 use model::generation::sampling::{probabilities, top};
-use model::generation::{Finish, TokenLogprobs};
+use model::generation::{Finish, PreparedDecoder, TokenLogprobs};
 use model::{CheckpointMeta, Generator, LanguageModel};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -83,6 +83,8 @@ pub struct ServedModel {
     /// The prompts the run generated from after each epoch; the playground starts with the
     /// first.
     pub prompts: Vec<String>,
+    /// The model prepared once for CPU generation (`PreparedDecoder::new(&model, &device)`).
+    pub decoder: PreparedDecoder,
 }
 
 /// The playground: one page, its styles and script inline, so it works offline.
@@ -375,6 +377,7 @@ fn generator(served: &ServedModel, seed: u64) -> Generator<'_> {
         seed,
     )
     .with_context(served.meta.context)
+    .with_decoder(&served.decoder)
 }
 
 async fn next_tokens(State(state): State<Shared>, body: Body) -> Result<Response, ApiError> {

@@ -3,11 +3,19 @@
 //! The training callback and `inference generate` both use this. A many-to-one model (trained
 //! on windows or prefixes) instead predicts each token from the last `context` ids,
 //! pre-padded with 0, from a zero state, as the n-gram prefix model's `generate_text` does.
+//!
+//! On the CPU with the fused kernels, an LSTM model generates through the kernels crate's
+//! decoder, whose output layer is read in half precision: each pick is checked against the
+//! bound on what that rounding can change, and the logits are computed in full precision
+//! whenever the bound cannot rule out another token, so the tokens are those of the f32 model.
+
+use std::sync::{Arc, OnceLock};
 
 use burn::prelude::s;
 use burn::tensor::Device;
 use data::vocab::PAD_ID;
 use data::{Tokenizer, Vocab};
+use kernels::decoder::{LstmDecoder, Session};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -107,6 +115,19 @@ impl TokenLogprobs {
     }
 }
 
+/// A model's weights copied once for generating on the CPU (see the module notes), for the
+/// generators of one model to share: a server prepares it when it loads the model rather than
+/// on every request (the textbook model takes about 20 ms).
+#[derive(Debug, Clone, Default)]
+pub struct PreparedDecoder(Option<Arc<LstmDecoder>>);
+
+impl PreparedDecoder {
+    /// Prepares `model` on `device`; holds nothing where generation runs through tensors.
+    pub fn new(model: &LanguageModel, device: &Device) -> Self {
+        Self(super::decoding::decoder(model, device).map(Arc::new))
+    }
+}
+
 /// A trained model with its vocabulary and a seeded random generator.
 pub struct Generator<'a> {
     model: &'a LanguageModel,
@@ -116,6 +137,8 @@ pub struct Generator<'a> {
     rng: StdRng,
     context: Option<usize>,
     logprobs: Option<usize>,
+    /// The CPU decoder, built on the first generation that can use it.
+    decoder: OnceLock<Option<Arc<LstmDecoder>>>,
 }
 
 impl<'a> Generator<'a> {
@@ -135,6 +158,7 @@ impl<'a> Generator<'a> {
             rng: StdRng::seed_from_u64(seed),
             context: None,
             logprobs: None,
+            decoder: OnceLock::new(),
         }
     }
 
@@ -149,6 +173,13 @@ impl<'a> Generator<'a> {
     /// in [`Completion::logprobs`] (`None`, the default, records nothing).
     pub fn with_logprobs(mut self, top: Option<usize>) -> Self {
         self.logprobs = top;
+        self
+    }
+
+    /// Generates with `decoder`, prepared from this generator's model and device, instead of
+    /// preparing its own on the first generation.
+    pub fn with_decoder(self, decoder: &PreparedDecoder) -> Self {
+        let _ = self.decoder.set(decoder.0.clone());
         self
     }
 
@@ -173,12 +204,7 @@ impl<'a> Generator<'a> {
     /// Logits of every next token after `prompt` (see [`super::sampling::probabilities`]).
     pub fn next_token_logits(&self, prompt: &[u32]) -> Vec<f32> {
         match self.context {
-            Some(n) => {
-                let start = prompt.len().saturating_sub(n);
-                let mut window = vec![PAD_ID; n - (prompt.len() - start)];
-                window.extend_from_slice(&prompt[start..]);
-                self.step(&window, None).0
-            }
+            Some(n) => self.step(&window(prompt, n), None).0,
             None => self.step(prompt, None).0,
         }
     }
@@ -205,39 +231,63 @@ impl<'a> Generator<'a> {
         max_tokens: usize,
         sampling: &Sampling,
         stops: &[String],
+        emit: impl FnMut(&str, &[TokenLogprobs]) -> bool,
+    ) -> Completion {
+        let decoder = self
+            .decoder
+            .get_or_init(|| PreparedDecoder::new(self.model, &self.device).0)
+            .clone();
+        match decoder {
+            Some(decoder) => decoder.run(|session| {
+                let mut source = DecoderLogits {
+                    session,
+                    context: self.context,
+                };
+                self.generate_from(&mut source, prompt, max_tokens, sampling, stops, emit)
+            }),
+            None => {
+                let mut source = TensorLogits::default();
+                self.generate_from(&mut source, prompt, max_tokens, sampling, stops, emit)
+            }
+        }
+    }
+
+    /// [`Generator::generate_streaming`] with the logits from `source`.
+    fn generate_from(
+        &mut self,
+        source: &mut impl NextLogits,
+        prompt: &[u32],
+        max_tokens: usize,
+        sampling: &Sampling,
+        stops: &[String],
         mut emit: impl FnMut(&str, &[TokenLogprobs]) -> bool,
     ) -> Completion {
-        let mut ids = Vec::new();
+        // The prompt and then every generated id.
+        let mut all = prompt.to_vec();
         let mut logprobs = Vec::new();
         // Bytes of text and entries of `logprobs` already handed to `emit`.
         let (mut emitted, mut emitted_logprobs) = (0, 0);
-        // A carried-state model feeds back one token at a time; a many-to-one model re-reads
-        // its last window for every token.
-        let (mut logits, mut state) = match self.context {
-            Some(_) => (self.next_token_logits(prompt), None),
-            None => {
-                let (logits, state) = self.step(prompt, None);
-                (logits, Some(state))
-            }
-        };
+        source.read(self, &all, prompt.len());
         // The text grows a token at a time, as `decode(&ids)` would join it.
         let mut text = String::new();
         let finish = loop {
-            if ids.len() >= max_tokens {
+            let generated = &all[prompt.len()..];
+            if generated.len() >= max_tokens {
                 break Finish::Length;
             }
-            let next = sampling.pick(&logits, &ids, &mut self.rng);
+            let u = sampling.draw(&mut self.rng);
+            let next = source.pick(sampling, generated, u);
             if next == PAD_ID {
                 break Finish::Stop;
             }
             if let Some(n) = self.logprobs {
-                logprobs.push(TokenLogprobs::new(&logits, next, n));
+                logprobs.push(TokenLogprobs::new(source.exact(), next, n));
             }
-            if !ids.is_empty() {
+            if !generated.is_empty() {
                 text.push_str(self.separator());
             }
             text.push_str(self.vocab.token(next));
-            ids.push(next);
+            all.push(next);
             if let Some(cut) = stop_position(&text, stops) {
                 text.truncate(cut);
                 break Finish::Stop;
@@ -249,22 +299,15 @@ impl<'a> Generator<'a> {
                 }
                 (emitted, emitted_logprobs) = (clear, logprobs.len());
             }
-            if ids.len() < max_tokens {
-                logits = match state.take() {
-                    Some(carried) => {
-                        let (logits, next_state) = self.step(&[next], Some(carried));
-                        state = Some(next_state);
-                        logits
-                    }
-                    None => self.next_token_logits(&[prompt, &ids].concat()),
-                };
+            if all.len() - prompt.len() < max_tokens {
+                source.read(self, &all, 1);
             }
         };
         if text.len() > emitted || logprobs.len() > emitted_logprobs {
             emit(&text[emitted..], &logprobs[emitted_logprobs..]);
         }
         Completion {
-            ids,
+            ids: all.split_off(prompt.len()),
             text,
             finish,
             logprobs,
@@ -285,12 +328,95 @@ impl<'a> Generator<'a> {
     }
 }
 
+/// The last `n` of `ids`, pre-padded with the stop id to `n`.
+fn window(ids: &[u32], n: usize) -> Vec<u32> {
+    let start = ids.len().saturating_sub(n);
+    let mut window = vec![PAD_ID; n - (ids.len() - start)];
+    window.extend_from_slice(&ids[start..]);
+    window
+}
+
+/// Where the next token's logits come from during one generation.
+trait NextLogits {
+    /// Moves on to the logits after `ids`, of which the last `new` have not been read yet.
+    fn read(&mut self, generator: &Generator<'_>, ids: &[u32], new: usize);
+    /// The token `sampling` takes with the draw `u`, after `generated`.
+    fn pick(&mut self, sampling: &Sampling, generated: &[u32], u: f64) -> u32;
+    /// The logits in full precision (after [`NextLogits::pick`] for the same position).
+    fn exact(&mut self) -> &[f32];
+}
+
+/// Logits from the model's tensors, the state carried as a tensor.
+#[derive(Default)]
+struct TensorLogits {
+    logits: Vec<f32>,
+    state: Option<State>,
+}
+
+impl NextLogits for TensorLogits {
+    fn read(&mut self, generator: &Generator<'_>, ids: &[u32], new: usize) {
+        self.logits = match generator.context {
+            Some(_) => generator.next_token_logits(ids),
+            None => {
+                let (logits, state) = generator.step(&ids[ids.len() - new..], self.state.take());
+                self.state = Some(state);
+                logits
+            }
+        };
+    }
+
+    fn pick(&mut self, sampling: &Sampling, generated: &[u32], u: f64) -> u32 {
+        sampling.choose(&self.logits, generated, u)
+    }
+
+    fn exact(&mut self) -> &[f32] {
+        &self.logits
+    }
+}
+
+/// Logits from the CPU decoder: half precision where the bound settles the pick.
+struct DecoderLogits<'s, 'a> {
+    session: &'s mut Session<'a>,
+    context: Option<usize>,
+}
+
+impl NextLogits for DecoderLogits<'_, '_> {
+    fn read(&mut self, _: &Generator<'_>, ids: &[u32], new: usize) {
+        match self.context {
+            Some(n) => {
+                self.session.reset();
+                window(ids, n).iter().for_each(|&id| self.session.feed(id));
+            }
+            None => ids[ids.len() - new..]
+                .iter()
+                .for_each(|&id| self.session.feed(id)),
+        }
+    }
+
+    fn pick(&mut self, sampling: &Sampling, generated: &[u32], u: f64) -> u32 {
+        let approximate = self.session.approximate();
+        let certain = sampling.choose_within(
+            approximate.values,
+            approximate.slack,
+            approximate.scale,
+            generated,
+            u,
+        );
+        certain.unwrap_or_else(|| sampling.choose(self.session.exact(), generated, u))
+    }
+
+    fn exact(&mut self) -> &[f32] {
+        self.session.exact()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ModelConfig;
     use burn::module::Param;
     use burn::tensor::{Tensor, TensorData};
+    use kernels::Kernels;
 
     fn setup(favourite: usize) -> (LanguageModel, Vocab, Device) {
         let device = Device::flex();
@@ -370,6 +496,87 @@ mod tests {
             let total: f32 = entry.top.iter().map(|(_, l)| l.exp()).sum();
             assert!(entry.logprob < 0.0 && total <= 1.0 + 1e-5, "{entry:?}");
         }
+    }
+
+    /// At the textbook's sizes (the output layer split between threads), with the output
+    /// weights scaled up so that some picks are close calls, the CPU decoder picks the same
+    /// tokens as Burn's own operations, and its logits agree with theirs.
+    #[test]
+    fn the_cpu_decoder_matches_the_tensor_path_at_the_textbooks_sizes() {
+        let device = Device::flex();
+        device.seed(11);
+        let words: Vec<String> = (0..3000).map(|i| format!("w{i}")).collect();
+        let vocab = Vocab::build(words.iter().map(String::as_str), 3000);
+        let mut model = ModelConfig::default().init(vocab.size(), &device);
+        model.output.weight = model.output.weight.clone().map(|w| w * 8.0);
+        let reference = model.clone().with_kernels(Kernels::Reference);
+        let prepared = PreparedDecoder::new(&model, &device);
+        assert!(prepared.0.is_some());
+        let settings = [
+            Sampling::greedy(),
+            Sampling::with_temperature(1.0).unwrap(),
+            Sampling {
+                repetition_penalty: 1.5,
+                ..Sampling::with_temperature(0.3).unwrap()
+            },
+        ];
+        for sampling in &settings {
+            let run = |model, seed| {
+                Generator::new(model, &vocab, Tokenizer::Word, device.clone(), seed)
+                    .with_decoder(&prepared)
+                    .with_logprobs(Some(1))
+                    .generate(&[5, 9], 120, sampling, &[])
+            };
+            for seed in 0..3 {
+                let (fast, stock) = (run(&model, seed), run(&reference, seed));
+                assert_eq!(fast.ids, stock.ids, "{sampling:?} seed {seed}");
+                for (a, b) in fast.logprobs.iter().zip(&stock.logprobs) {
+                    assert!((a.logprob - b.logprob).abs() < 1e-4, "{a:?} vs {b:?}");
+                }
+            }
+        }
+    }
+
+    /// Two tokens whose output weights round to the same half-precision values: the bound
+    /// cannot separate them, so the decoder computes the logits in full and takes the one the
+    /// f32 model takes, not the first of the tie.
+    #[test]
+    fn a_pick_half_precision_cannot_settle_is_made_in_full_precision() {
+        let device = Device::flex();
+        device.seed(4);
+        let vocab = Vocab::build("a b c d e f".split(' '), 20);
+        let (v, hd) = (vocab.size(), 16);
+        let base = 0.099_975_586_f32; // an f16 value; adding 2e-5 rounds back to it
+        let initial = ModelConfig::sized(8, hd).init(v, &device);
+        let model_with = |nudge: f32| {
+            let mut model = initial.clone();
+            let mut weight = vec![0.0f32; hd * v];
+            for h in 0..hd {
+                weight[h * v + 2] = base;
+                weight[h * v + 3] = base + nudge;
+            }
+            let mut bias = vec![-50.0f32; v];
+            (bias[2], bias[3]) = (0.0, 0.0);
+            model.output.weight =
+                Param::from_tensor(Tensor::from_data(TensorData::new(weight, [hd, v]), &device));
+            model.output.bias = Some(Param::from_tensor(Tensor::from_data(
+                TensorData::new(bias, [v]),
+                &device,
+            )));
+            model
+        };
+        let first = |model: &LanguageModel| {
+            let mut g = Generator::new(model, &vocab, Tokenizer::Word, device.clone(), 0);
+            g.generate(&[4], 1, &Sampling::greedy(), &[]).ids[0]
+        };
+        // The nudge's sign that makes token 3 the f32 model's choice.
+        let nudge = match first(&model_with(2e-5).with_kernels(Kernels::Reference)) {
+            3 => 2e-5,
+            _ => -2e-5,
+        };
+        let model = model_with(nudge);
+        assert_eq!(first(&model.clone().with_kernels(Kernels::Reference)), 3);
+        assert_eq!(first(&model), 3);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 
+use kernels::bounded::{self, Bounds};
 use rand::Rng;
 
 /// How the next token is chosen.
@@ -61,6 +62,20 @@ impl Sampling {
 
     /// Picks a token id from `logits`, after the tokens `generated` so far.
     pub fn pick(&self, logits: &[f32], generated: &[u32], rng: &mut impl Rng) -> u32 {
+        let u = self.draw(rng);
+        self.choose(logits, generated, u)
+    }
+
+    /// The uniform number in `[0, 1)` a pick draws from `rng` (greedy draws none: 0).
+    pub fn draw(&self, rng: &mut impl Rng) -> f64 {
+        match self.greedy {
+            true => 0.0,
+            false => rng.random::<f64>(),
+        }
+    }
+
+    /// The token [`Sampling::pick`] takes from `logits` when it draws `u`.
+    pub fn choose(&self, logits: &[f32], generated: &[u32], u: f64) -> u32 {
         let logits = &*penalise_repetition(logits, generated, self.repetition_penalty);
         if self.greedy {
             return argmax(logits);
@@ -83,7 +98,7 @@ impl Sampling {
             keep_nucleus(&mut probs, f64::from(p));
         }
         let total: f64 = probs.iter().sum();
-        let mut u = rng.random::<f64>() * total;
+        let mut u = u * total;
         for (i, p) in probs.iter().enumerate() {
             u -= p;
             if u < 0.0 {
@@ -91,6 +106,40 @@ impl Sampling {
             }
         }
         argmax(logits)
+    }
+
+    /// The token [`Sampling::choose`] takes for every logit vector within `slack[i] * scale`
+    /// of `approximate`, if it is the same for all of them (top-k and top-p are not
+    /// resolved this way: `None`).
+    pub fn choose_within(
+        &self,
+        approximate: &[f32],
+        slack: &[f32],
+        scale: f32,
+        generated: &[u32],
+        u: f64,
+    ) -> Option<u32> {
+        let n = approximate.len();
+        if self.top_k.is_some_and(|k| k > 0 && k < n) || self.top_p.is_some_and(|p| p < 1.0) {
+            return None;
+        }
+        let (centre, slack) = penalise_bounds(
+            approximate,
+            slack,
+            scale,
+            generated,
+            self.repetition_penalty,
+        );
+        let bounds = Bounds {
+            centre: &centre,
+            slack: &slack,
+            scale,
+        };
+        let chosen = match self.greedy {
+            true => bounded::certain_argmax(bounds),
+            false => bounded::certain_draw(bounds, self.temperature, u),
+        };
+        chosen.map(|i| i as u32)
     }
 }
 
@@ -101,20 +150,53 @@ fn penalise_repetition<'a>(logits: &'a [f32], generated: &[u32], penalty: f32) -
         return Cow::Borrowed(logits);
     }
     let mut out = logits.to_vec();
-    let mut seen = vec![false; logits.len()];
-    for &id in generated {
-        let Some(logit) = out.get_mut(id as usize) else {
-            continue;
-        };
-        if !std::mem::replace(&mut seen[id as usize], true) {
-            *logit = if *logit > 0.0 {
-                *logit / penalty
-            } else {
-                *logit * penalty
-            };
-        }
+    for id in distinct(generated, logits.len()) {
+        out[id] = penalise(out[id], penalty);
     }
     Cow::Owned(out)
+}
+
+/// Bounds `centre[i] ± slack[i] * scale` after CTRL's penalty, as a centre and a slack again
+/// (borrowed unchanged when there is nothing to penalise): the penalty is increasing, so a
+/// bound's ends map to the new bound's ends.
+fn penalise_bounds<'a>(
+    centre: &'a [f32],
+    slack: &'a [f32],
+    scale: f32,
+    generated: &[u32],
+    penalty: f32,
+) -> (Cow<'a, [f32]>, Cow<'a, [f32]>) {
+    if penalty == 1.0 || generated.is_empty() || scale <= 0.0 {
+        let centre = penalise_repetition(centre, generated, penalty);
+        return (centre, Cow::Borrowed(slack));
+    }
+    let (mut c, mut s) = (centre.to_vec(), slack.to_vec());
+    for id in distinct(generated, centre.len()) {
+        let (lo, hi) = (c[id] - s[id] * scale, c[id] + s[id] * scale);
+        let (lo, hi) = (penalise(lo, penalty), penalise(hi, penalty));
+        c[id] = 0.5 * (lo + hi);
+        // Widened by a part in 10^5 for the rounding of the centre and half-width.
+        s[id] = 0.5 * (hi - lo) / scale * (1.0 + 1e-5) + 1e-5 * c[id].abs() / scale;
+    }
+    (Cow::Owned(c), Cow::Owned(s))
+}
+
+/// CTRL's penalty of one logit: a positive one divided by `penalty`, a negative one multiplied.
+fn penalise(logit: f32, penalty: f32) -> f32 {
+    if logit > 0.0 {
+        logit / penalty
+    } else {
+        logit * penalty
+    }
+}
+
+/// The ids in `generated` below `len`, each once.
+fn distinct(generated: &[u32], len: usize) -> impl Iterator<Item = usize> + '_ {
+    let mut seen = vec![false; len];
+    generated
+        .iter()
+        .map(|&id| id as usize)
+        .filter(move |&id| id < len && !std::mem::replace(&mut seen[id], true))
 }
 
 /// Zeroes every probability outside the smallest set of most likely tokens whose probabilities

@@ -1,0 +1,450 @@
+//! One sequence, one token at a time, on the CPU: an embedding, a stack of LSTM layers and
+//! the output layer, on plain slices with no tensor or operation overhead. The output layer,
+//! by far the most bytes a token reads, is a [`HalfMatrix`] whose blocks are split between
+//! the caller's thread and helper threads that wait for each token, so each core reads the
+//! same share from its own cache every time.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::{Scope, ScopedJoinHandle};
+use std::time::{Duration, Instant};
+
+use crate::block_product::{BLOCK, Strides, accumulate};
+use crate::half_matrix::{HalfMatrix, Part};
+use crate::lstm::CellForward;
+use crate::math::widest_vectors;
+use crate::matmul::{Operand, matmul};
+
+/// One LSTM layer's weights: `input [d_in, 4H]`, `hidden [H, 4H]` and `bias [4H]`, the gates
+/// in the order input, forget, cell, output (the fused layer's layout).
+#[derive(Debug, Clone)]
+pub struct LstmWeights {
+    /// Input-to-gates weights, row-major `[d_in, 4H]`.
+    pub input: Vec<f32>,
+    /// Hidden-to-gates weights, row-major `[H, 4H]`.
+    pub hidden: Vec<f32>,
+    /// Both transforms' biases added, `[4H]`.
+    pub bias: Vec<f32>,
+}
+
+/// A model's weights prepared for decoding one token at a time.
+#[derive(Debug)]
+pub struct LstmDecoder {
+    embedding: Vec<f32>,
+    embedding_dim: usize,
+    /// The first layer's input projection of every token `[V, 4H]`, where it fits in
+    /// [`TABLE_BYTES`]: a token then costs one row's read instead of a product.
+    inputs: Option<Vec<f32>>,
+    layers: Vec<LstmWeights>,
+    hidden_size: usize,
+    output: HalfMatrix,
+    threads: usize,
+}
+
+/// Bytes of output weights (per part) below which a helper thread costs more than it saves.
+const BYTES_PER_THREAD: usize = 512 * 1024;
+
+/// The largest input projection table kept: 64 MiB (the textbook model's is 20 MB).
+const TABLE_BYTES: usize = 64 << 20;
+
+impl LstmDecoder {
+    /// A decoder for `embedding [V, E]`, `layers` and the output layer `output [H, V]` (as
+    /// Burn's `Linear` stores it) with `output_bias [V]`, using up to `threads` threads.
+    pub fn new(
+        embedding: Vec<f32>,
+        layers: Vec<LstmWeights>,
+        output: &[f32],
+        output_bias: &[f32],
+        threads: usize,
+    ) -> Self {
+        let vocab = output_bias.len();
+        let hidden_size = output.len() / vocab.max(1);
+        let embedding_dim = embedding.len() / vocab.max(1);
+        let mut rows = vec![0.0f32; vocab * hidden_size];
+        for (h, column) in output.chunks_exact(vocab).enumerate() {
+            for (v, &w) in column.iter().enumerate() {
+                rows[v * hidden_size + h] = w;
+            }
+        }
+        let output = HalfMatrix::new(&rows, output_bias, hidden_size);
+        let width = 4 * hidden_size;
+        let inputs = (vocab * width * 4 <= TABLE_BYTES)
+            .then(|| layers.first())
+            .flatten()
+            .map(|first| {
+                let mut table = vec![0.0f32; vocab * width];
+                let (e, w) = (
+                    Operand::rows(&embedding, embedding_dim),
+                    Operand::rows(&first.input, width),
+                );
+                matmul(&mut table, [vocab, width, embedding_dim], e, w, false);
+                table
+            });
+        let bytes = vocab * hidden_size * 2;
+        let threads = threads
+            .min(bytes.div_ceil(BYTES_PER_THREAD))
+            .min(output.blocks())
+            .max(1);
+        Self {
+            embedding,
+            embedding_dim,
+            inputs,
+            layers,
+            hidden_size,
+            output,
+            threads,
+        }
+    }
+
+    /// Runs `work` with a fresh [`Session`] (zero state), its helper threads alive until
+    /// `work` returns.
+    pub fn run<R>(&self, work: impl FnOnce(&mut Session<'_>) -> R) -> R {
+        let blocks = self.output.blocks();
+        let shares: Vec<_> = (0..self.threads)
+            .map(|t| t * blocks / self.threads..(t + 1) * blocks / self.threads)
+            .collect();
+        let mailboxes: Vec<Mailbox> = shares[1..].iter().map(Mailbox::new).collect();
+        std::thread::scope(|scope| {
+            let helpers = shares[1..]
+                .iter()
+                .zip(&mailboxes)
+                .map(|(share, mailbox)| Helper::spawn(scope, mailbox, &self.output, share.clone()))
+                .collect();
+            let mut session = Session::new(self, shares[0].clone(), helpers);
+            work(&mut session)
+        })
+    }
+}
+
+/// Logits known to within a bound: each exact logit lies within `slack[i] * scale` of
+/// `values[i]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Approximate<'a> {
+    /// The approximate logits.
+    pub values: &'a [f32],
+    /// Per logit, its bound per unit of `scale`.
+    pub slack: &'a [f32],
+    /// The hidden state's Euclidean norm.
+    pub scale: f32,
+}
+
+/// A decoding sequence's state and buffers.
+pub struct Session<'a> {
+    decoder: &'a LstmDecoder,
+    hidden: Vec<Vec<f32>>,
+    cell: Vec<Vec<f32>>,
+    gates: Vec<f32>,
+    /// Per layer, the bias plus the hidden state's projection: the part of the next step's
+    /// gates known before the next token, computed while the helpers run the output layer.
+    recurrent: Vec<Vec<f32>>,
+    recurrent_ready: bool,
+    /// Room for a layer's next cell state.
+    spare: Vec<f32>,
+    share: std::ops::Range<usize>,
+    helpers: Vec<Helper<'a>>,
+    /// Approximate logits of the current state, padded to whole blocks.
+    approximate: Vec<f32>,
+    /// The low part's product, padded likewise, then the exact logits.
+    low: Vec<f32>,
+    exact: Vec<f32>,
+    /// Whether `approximate` and `exact` hold the current state's logits.
+    ready: [bool; 2],
+    epoch: u64,
+}
+
+impl<'a> Session<'a> {
+    fn new(
+        decoder: &'a LstmDecoder,
+        share: std::ops::Range<usize>,
+        helpers: Vec<Helper<'a>>,
+    ) -> Self {
+        let (layers, hd) = (decoder.layers.len(), decoder.hidden_size);
+        let padded = decoder.output.blocks() * BLOCK;
+        Self {
+            decoder,
+            hidden: vec![vec![0.0; hd]; layers],
+            cell: vec![vec![0.0; hd]; layers],
+            gates: vec![0.0; 4 * hd],
+            recurrent: vec![vec![0.0; 4 * hd]; layers],
+            recurrent_ready: false,
+            spare: vec![0.0; hd],
+            share,
+            helpers,
+            approximate: vec![0.0; padded],
+            low: vec![0.0; padded],
+            exact: vec![0.0; decoder.output.rows()],
+            ready: [false; 2],
+            epoch: 0,
+        }
+    }
+
+    /// Back to the zero state.
+    pub fn reset(&mut self) {
+        self.ready = [false; 2];
+        self.recurrent_ready = false;
+        self.hidden
+            .iter_mut()
+            .chain(&mut self.cell)
+            .for_each(|s| s.fill(0.0));
+    }
+
+    /// Runs token `id` through the LSTM layers, carrying the state.
+    pub fn feed(&mut self, id: u32) {
+        self.ready = [false; 2];
+        let d = self.decoder;
+        let e = d.embedding_dim;
+        let width = self.gates.len();
+        let embedded = &d.embedding[id as usize * e..][..e];
+        if !std::mem::take(&mut self.recurrent_ready) {
+            self.project_hidden();
+        }
+        for (l, weights) in d.layers.iter().enumerate() {
+            let (below, rest) = self.hidden.split_at_mut(l);
+            self.gates.copy_from_slice(&self.recurrent[l]);
+            match (l, &d.inputs) {
+                (0, Some(table)) => {
+                    let row = &table[id as usize * width..][..width];
+                    self.gates.iter_mut().zip(row).for_each(|(g, x)| *g += x);
+                }
+                _ => {
+                    let input = below.last().map_or(embedded, |h| h.as_slice());
+                    accumulate(&weights.input, gate_strides(width), input, &mut self.gates);
+                }
+            }
+            widest_vectors(CellForward {
+                gates: &mut self.gates,
+                c_prev: &self.cell[l],
+                c_next: &mut self.spare,
+                h_next: &mut rest[0],
+                hd: d.hidden_size,
+            });
+            std::mem::swap(&mut self.cell[l], &mut self.spare);
+        }
+    }
+
+    /// Every layer's bias plus its hidden state's projection, into `recurrent`.
+    fn project_hidden(&mut self) {
+        let width = self.gates.len();
+        for ((weights, hidden), out) in self
+            .decoder
+            .layers
+            .iter()
+            .zip(&self.hidden)
+            .zip(&mut self.recurrent)
+        {
+            out.copy_from_slice(&weights.bias);
+            accumulate(&weights.hidden, gate_strides(width), hidden, out);
+        }
+    }
+
+    /// The next token's logits from the high part alone, with their bound.
+    pub fn approximate(&mut self) -> Approximate<'_> {
+        if !self.ready[0] {
+            self.product(Part::High);
+            self.ready[0] = true;
+        }
+        let rows = self.decoder.output.rows();
+        let top = self.hidden.last().expect("at least one layer");
+        Approximate {
+            values: &self.approximate[..rows],
+            slack: self.decoder.output.slack(),
+            scale: top.iter().map(|v| v * v).sum::<f32>().sqrt(),
+        }
+    }
+
+    /// The next token's logits to about f32 precision.
+    pub fn exact(&mut self) -> &[f32] {
+        if !self.ready[1] {
+            self.approximate();
+            self.product(Part::Low);
+            for ((e, a), l) in self.exact.iter_mut().zip(&self.approximate).zip(&self.low) {
+                *e = a + l;
+            }
+            self.ready[1] = true;
+        }
+        &self.exact
+    }
+
+    /// One part's product of the top hidden state, this thread's share computed here and
+    /// the others' by the helpers.
+    fn product(&mut self, part: Part) {
+        self.epoch += 1;
+        let top = self.hidden.last().expect("at least one layer");
+        for helper in &self.helpers {
+            helper.post(self.epoch, part, top);
+        }
+        if part == Part::High && !self.recurrent_ready {
+            self.project_hidden();
+            self.recurrent_ready = true;
+        }
+        let top = self.hidden.last().expect("at least one layer");
+        let out = match part {
+            Part::High => &mut self.approximate,
+            Part::Low => &mut self.low,
+        };
+        let share = self.share.clone();
+        let (mine, _) = out.split_at_mut(share.end * BLOCK);
+        self.decoder
+            .output
+            .product(part, share.clone(), top, &mut mine[share.start * BLOCK..]);
+        for helper in &self.helpers {
+            helper.collect(self.epoch, part, top, out);
+        }
+    }
+}
+
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        for helper in &self.helpers {
+            helper.stop();
+        }
+    }
+}
+
+/// Where the gates' weights `[d_in, 4H]` (row-major) have the columns of a product.
+fn gate_strides(width: usize) -> Strides {
+    Strides {
+        column: width,
+        block: BLOCK,
+    }
+}
+
+/// Spinning this long for the next token before sleeping keeps a helper awake between the
+/// tokens of one generation without burning a core once it stops.
+const SPIN: Duration = Duration::from_micros(200);
+
+/// What a helper thread and the caller share: a request word (epoch and part, or stop), the
+/// epoch last claimed (by the helper, or by the caller when the helper was not there to take
+/// it), the epoch last finished by the helper, the vector and the helper's share of the
+/// product.
+struct Mailbox {
+    request: AtomicU64,
+    claimed: AtomicU64,
+    finished: AtomicU64,
+    vector: Mutex<Vec<f32>>,
+    out: Mutex<Vec<f32>>,
+}
+
+impl Mailbox {
+    /// An empty mailbox with room for a share of `blocks`.
+    fn new(blocks: &std::ops::Range<usize>) -> Self {
+        Self {
+            request: AtomicU64::new(0),
+            claimed: AtomicU64::new(0),
+            finished: AtomicU64::new(0),
+            vector: Mutex::new(Vec::new()),
+            out: Mutex::new(vec![0.0; blocks.len() * BLOCK]),
+        }
+    }
+
+    /// Takes request `epoch` for the calling thread, unless the other side already has.
+    fn claim(&self, epoch: u64) -> bool {
+        self.claimed
+            .compare_exchange(epoch - 1, epoch, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+}
+
+/// The request word that ends a helper.
+const STOP: u64 = u64::MAX;
+
+/// A helper thread computing one share of the blocks of every product.
+struct Helper<'a> {
+    mailbox: &'a Mailbox,
+    matrix: &'a HalfMatrix,
+    share: std::ops::Range<usize>,
+    thread: ScopedJoinHandle<'a, ()>,
+}
+
+impl<'a> Helper<'a> {
+    /// Starts a helper computing `share` of `matrix`'s blocks, talking through `mailbox`.
+    fn spawn<'env: 'a>(
+        scope: &'a Scope<'a, 'env>,
+        mailbox: &'env Mailbox,
+        matrix: &'env HalfMatrix,
+        share: std::ops::Range<usize>,
+    ) -> Self {
+        let blocks = share.clone();
+        let thread = scope.spawn(move || {
+            let mut seen = 0;
+            loop {
+                let request = wait(|| {
+                    let r = mailbox.request.load(Ordering::Acquire);
+                    (r != seen).then_some(r)
+                });
+                if request == STOP {
+                    return;
+                }
+                seen = request;
+                let epoch = request >> 1;
+                if !mailbox.claim(epoch) {
+                    continue;
+                }
+                let part = if request & 1 == 0 {
+                    Part::High
+                } else {
+                    Part::Low
+                };
+                let vector = mailbox.vector.lock().expect("caller alive");
+                let mut out = mailbox.out.lock().expect("caller alive");
+                matrix.product(part, blocks.clone(), &vector, &mut out);
+                drop((vector, out));
+                mailbox.finished.store(epoch, Ordering::Release);
+            }
+        });
+        Self {
+            mailbox,
+            matrix,
+            share,
+            thread,
+        }
+    }
+
+    /// Asks for the product of `vector` with `part` (the request numbered `epoch`).
+    fn post(&self, epoch: u64, part: Part, vector: &[f32]) {
+        {
+            let mut v = self.mailbox.vector.lock().expect("helper alive");
+            v.clear();
+            v.extend_from_slice(vector);
+        }
+        let word = epoch << 1 | u64::from(part == Part::Low);
+        self.mailbox.request.store(word, Ordering::Release);
+        self.thread.thread().unpark();
+    }
+
+    /// The helper's share of request `epoch` in `out`: computed here if the helper has not
+    /// taken the request yet (it is asleep, or the machine is busy), else waited for.
+    fn collect(&self, epoch: u64, part: Part, vector: &[f32], out: &mut [f32]) {
+        let out = &mut out[self.share.start * BLOCK..self.share.end * BLOCK];
+        if self.mailbox.claim(epoch) {
+            self.matrix.product(part, self.share.clone(), vector, out);
+            return;
+        }
+        wait(|| (self.mailbox.finished.load(Ordering::Acquire) == epoch).then_some(()));
+        out.copy_from_slice(&self.mailbox.out.lock().expect("helper alive"));
+    }
+
+    /// Ends the helper's loop.
+    fn stop(&self) {
+        self.mailbox.request.store(STOP, Ordering::Release);
+        self.thread.thread().unpark();
+    }
+}
+
+/// Polls `ready` until it gives a value: spinning for [`SPIN`], then sleeping between polls
+/// (woken early by `unpark`).
+fn wait<T>(mut ready: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    let mut spins = 0u32;
+    loop {
+        if let Some(value) = ready() {
+            return value;
+        }
+        spins = spins.wrapping_add(1);
+        if spins.is_multiple_of(64) && start.elapsed() > SPIN {
+            std::thread::park_timeout(Duration::from_millis(1));
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
