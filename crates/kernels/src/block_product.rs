@@ -147,10 +147,10 @@ mod x86 {
     use super::{BLOCK, Strides, Weight};
 
     /// Defines `$name`, [`super::accumulate`] over whole blocks for one instruction set:
-    /// its vector type and lane count, and its load, broadcast, FMA and store.
+    /// its vector type and lane count, and its load, broadcast, FMA, add and store.
     macro_rules! blocks {
         ($name:ident, $features:literal, $vector:ty, $lanes:literal, $load:ident,
-         $loadu:ident, $set1:ident, $fmadd:ident, $storeu:ident) => {
+         $loadu:ident, $set1:ident, $fmadd:ident, $add:ident, $storeu:ident) => {
             /// [`super::accumulate`] over whole blocks with the lanes of one instruction set.
             ///
             /// # Safety
@@ -167,18 +167,29 @@ mod x86 {
                     // SAFETY: `out` holds BLOCK values; the caller's promise covers `values`.
                     unsafe {
                         let o = out.as_mut_ptr();
-                        let mut acc: [$vector; BLOCK / LANES] =
+                        // Two sets of accumulators, for even and odd columns: twice the
+                        // independent FMAs in flight of one set.
+                        let mut even: [$vector; BLOCK / LANES] =
                             std::array::from_fn(|j| $loadu(o.add(j * LANES)));
+                        let mut odd: [$vector; BLOCK / LANES] = std::array::from_fn(|_| $set1(0.0));
                         let base = values.as_ptr().add(b * strides.block);
-                        for (c, &xc) in x.iter().enumerate() {
+                        let add = |acc: &mut [$vector; BLOCK / LANES], c: usize, xc: f32| {
                             let xv = $set1(xc);
                             let column = base.add(c * strides.column);
                             for (j, acc) in acc.iter_mut().enumerate() {
                                 *acc = $fmadd(W::$load(column.add(j * LANES)), xv, *acc);
                             }
+                        };
+                        let pairs = x.chunks_exact(2);
+                        if let [xc] = pairs.remainder() {
+                            add(&mut even, x.len() - 1, *xc);
                         }
-                        for (j, acc) in acc.iter().enumerate() {
-                            $storeu(o.add(j * LANES), *acc);
+                        for (p, pair) in pairs.enumerate() {
+                            add(&mut even, 2 * p, pair[0]);
+                            add(&mut odd, 2 * p + 1, pair[1]);
+                        }
+                        for (j, (e, d)) in even.iter().zip(&odd).enumerate() {
+                            $storeu(o.add(j * LANES), $add(*e, *d));
                         }
                     }
                 }
@@ -195,6 +206,7 @@ mod x86 {
         _mm512_loadu_ps,
         _mm512_set1_ps,
         _mm512_fmadd_ps,
+        _mm512_add_ps,
         _mm512_storeu_ps
     );
     blocks!(
@@ -206,6 +218,7 @@ mod x86 {
         _mm256_loadu_ps,
         _mm256_set1_ps,
         _mm256_fmadd_ps,
+        _mm256_add_ps,
         _mm256_storeu_ps
     );
 }

@@ -19,8 +19,9 @@ use burn::tensor::Tensor;
 use burn_flex::FlexTensor;
 
 use crate::autodiff::{HandBackward, record};
+use crate::block_product::{BLOCK, Strides, accumulate};
 use crate::flex_buffers::{floats, linear_bias, tensor};
-use crate::math::{Vectorised, sigmoid, tanh, widest_vectors};
+use crate::math::{Vectorised, dot, sigmoid, tanh, widest_vectors};
 use crate::matmul::{Operand, matmul};
 
 /// The LSTM recurrence as a backend operation.
@@ -123,15 +124,70 @@ pub trait LstmKernels: Backend {
     ) -> [FloatTensor<Self>; 6];
 }
 
-/// The transpose `[cols, rows]` of a row-major `[rows, cols]` matrix.
+/// The transpose `[cols, rows]` of a row-major `[rows, cols]` matrix, in tiles that stay in
+/// cache (a row at a time, the writes would stride through the whole result).
 fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    const TILE: usize = 16;
     let mut out = vec![0.0f32; rows * cols];
-    for (r, row) in values.chunks_exact(cols).enumerate() {
-        for (c, &x) in row.iter().enumerate() {
-            out[c * rows + r] = x;
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                let row = &values[r * cols..][c0..(c0 + TILE).min(cols)];
+                for (c, &x) in (c0..).zip(row) {
+                    out[c * rows + r] = x;
+                }
+            }
         }
     }
     out
+}
+
+/// Batches up to this size run the per-step recurrent products row by row through
+/// [`accumulate`], which reads the weights where they lie; larger ones through [`matmul`],
+/// whose packing of the weights pays off over many rows.
+const ROW_BY_ROW: usize = 4;
+
+/// `out [B, n] += rows [B, k] · weights [k, n]` (row-major), for one forward step's
+/// recurrent product.
+fn step_product(out: &mut [f32], rows: &[f32], weights: &[f32], [b, n, k]: [usize; 3]) {
+    if b > ROW_BY_ROW {
+        let (rows, weights) = (Operand::rows(rows, k), Operand::rows(weights, n));
+        return matmul(out, [b, n, k], rows, weights, true);
+    }
+    let strides = Strides {
+        column: n,
+        block: BLOCK,
+    };
+    for (out, row) in out.chunks_exact_mut(n).zip(rows.chunks_exact(k)) {
+        accumulate(weights, strides, row, out);
+    }
+}
+
+/// `out [B, n] = rows [B, k] · weightsᵀ` for row-major `weights [n, k]`: each output a dot
+/// product of a row with a row of the weights.
+struct RowDots<'a> {
+    out: &'a mut [f32],
+    rows: &'a [f32],
+    weights: &'a [f32],
+    k: usize,
+}
+
+impl Vectorised for RowDots<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        let n = self.weights.len() / self.k;
+        let rows = self
+            .out
+            .chunks_exact_mut(n)
+            .zip(self.rows.chunks_exact(self.k));
+        for (out, row) in rows {
+            for (o, w) in out.iter_mut().zip(self.weights.chunks_exact(self.k)) {
+                *o = dot(row, w);
+            }
+        }
+    }
 }
 
 /// One step of the cell for every sequence: the gates' pre-activations `[B, 4H]` become
@@ -287,8 +343,7 @@ impl LstmKernels for Flex {
         for ti in 0..t {
             let (h_prev, h_next) = h[ti * b * hd..(ti + 2) * b * hd].split_at_mut(b * hd);
             let step = &mut gates[ti * b * g4..(ti + 1) * b * g4];
-            let (h_m, w_hh_m) = (Operand::rows(h_prev, hd), Operand::rows(&w_hh, g4));
-            matmul(step, [b, g4, hd], h_m, w_hh_m, true);
+            step_product(step, h_prev, &w_hh, [b, g4, hd]);
             let (c_prev, c_next) = c[ti * b * hd..(ti + 2) * b * hd].split_at_mut(b * hd);
             widest_vectors(CellForward {
                 gates: step,
@@ -334,9 +389,10 @@ impl LstmKernels for Flex {
         for bi in 0..b {
             dc[bi * hd..][..hd].copy_from_slice(&grad[(bi * (t + 1) + t) * hd..][..hd]);
         }
-        // w_hhᵀ row-major: each step's product then reads it as the product library packs
-        // fastest (a transposed operand costs it about twice the time at these sizes).
-        let w_hh_t = transpose(&w_hh, hd, g4);
+        // w_hhᵀ row-major for a large batch: each step's product then reads it as the product
+        // library packs fastest (a transposed operand costs it about twice the time at these
+        // sizes). A small batch takes dot products with w_hh's rows as they lie.
+        let w_hh_t = (b > ROW_BY_ROW).then(|| transpose(&w_hh, hd, g4));
         let mut scratch = vec![0.0f32; 2 * hd];
         for ti in (0..t).rev() {
             let step = &mut d_gates[ti * b * g4..(ti + 1) * b * g4];
@@ -354,8 +410,18 @@ impl LstmKernels for Flex {
                 scratch: &mut scratch,
             });
             // dh for the step before: dG · w_hhᵀ.
-            let (d_m, w_hh_t) = (Operand::rows(step, g4), Operand::rows(&w_hh_t, hd));
-            matmul(&mut dh, [b, hd, g4], d_m, w_hh_t, false);
+            match &w_hh_t {
+                Some(w_hh_t) => {
+                    let (d_m, w_hh_t) = (Operand::rows(step, g4), Operand::rows(w_hh_t, hd));
+                    matmul(&mut dh, [b, hd, g4], d_m, w_hh_t, false);
+                }
+                None => widest_vectors(RowDots {
+                    out: &mut dh,
+                    rows: step,
+                    weights: &w_hh,
+                    k: g4,
+                }),
+            }
         }
         // Weight, bias and input gradients over all steps at once.
         // inputᵀ · dG for an input of `width` features per row, `t * b` rows.
@@ -482,10 +548,18 @@ mod tests {
         (h * w).sum() + state.cell.sum() * 0.3 + state.hidden.sum() * 0.7
     }
 
+    /// For a batch small enough for the row-by-row recurrent products and for one large
+    /// enough for the matrix product library.
     #[test]
     fn forward_and_gradients_match_nn_lstm() {
+        for batch in [3, ROW_BY_ROW + 2] {
+            forward_and_gradients_match_nn_lstm_for(batch);
+        }
+    }
+
+    fn forward_and_gradients_match_nn_lstm_for(batch: usize) {
         let device = Device::flex().autodiff();
-        let (lstm, x, state) = setup(&device, [3, 7, 5, 6]);
+        let (lstm, x, state) = setup(&device, [batch, 7, 5, 6]);
         let run = |fused: bool| {
             let x = x.clone().require_grad();
             let (h, s) = match fused {

@@ -112,6 +112,25 @@ pub(crate) fn largest(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 
         .fold(f32::NEG_INFINITY, |m, x| if x > m { x } else { m })
 }
 
+/// `Σ a[i] b[i]`, in lanes the compiler vectorises.
+#[inline(always)]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let mut sum = [0.0f32; LANES];
+    for (x, y) in ca.clone().zip(cb.clone()) {
+        for l in 0..LANES {
+            sum[l] += x[l] * y[l];
+        }
+    }
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    sum.iter().sum::<f32>() + tail
+}
+
 /// Replaces `row` by `exp(row - max(row))` (a softmax but for the division) and returns the
 /// maximum and the new row's sum, whose log plus the maximum is the log-sum-exp of the row.
 #[inline(always)]
