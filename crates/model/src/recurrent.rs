@@ -25,6 +25,15 @@ pub enum CellKind {
 }
 
 impl CellKind {
+    /// How logs name the cell: `LSTM`, `GRU` or `RNN`.
+    pub fn name(self) -> &'static str {
+        match self {
+            CellKind::Lstm => "LSTM",
+            CellKind::Gru => "GRU",
+            CellKind::Rnn => "RNN",
+        }
+    }
+
     /// One layer of this cell from `d_input` to `d_hidden` features.
     pub fn layer(self, d_input: usize, d_hidden: usize, device: &burn::tensor::Device) -> Layer {
         match self {

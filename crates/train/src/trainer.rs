@@ -15,7 +15,7 @@ use burn::tensor::Device;
 use data::Vocab;
 use model::checkpoint::EpochProgress;
 use model::generation::Prompt;
-use model::recurrent::State;
+use model::recurrent::{CellKind, State};
 use model::{Checkpoint, CheckpointMeta, Kernels, LanguageModel, OpenDevice};
 
 use crate::Args;
@@ -162,6 +162,10 @@ fn open_device(config: &Config) -> Result<(OpenDevice, Vec<Device>)> {
     let devices = all.iter().map(|o| o.device.clone()).collect();
     let opened = all.into_iter().next().expect("at least one device");
     let kernels = match (settings.kernels, settings.kernels.fused_on(&opened.device)) {
+        (_, true) if config.model.cell != CellKind::Lstm => format!(
+            "fused output layer and loss ({} layers on Burn's own operations), matrix products by {matmul}",
+            config.model.cell.name()
+        ),
         (_, true) => format!("fused kernels, matrix products by {matmul}"),
         (Kernels::Reference, _) => "Burn's reference operations".into(),
         (Kernels::Fused, false) => "Burn's own operations (the fused kernels run on flex)".into(),
