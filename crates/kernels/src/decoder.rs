@@ -10,8 +10,9 @@ use std::thread::{Scope, ScopedJoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::block_product::{BLOCK, Strides, accumulate};
+use crate::bounded::Bounds;
 use crate::half_matrix::{HalfMatrix, Part};
-use crate::lstm::CellForward;
+use crate::lstm::{CellForward, transpose};
 use crate::math::widest_vectors;
 use crate::matmul::{Operand, matmul};
 
@@ -60,12 +61,7 @@ impl LstmDecoder {
         let vocab = output_bias.len();
         let hidden_size = output.len() / vocab.max(1);
         let embedding_dim = embedding.len() / vocab.max(1);
-        let mut rows = vec![0.0f32; vocab * hidden_size];
-        for (h, column) in output.chunks_exact(vocab).enumerate() {
-            for (v, &w) in column.iter().enumerate() {
-                rows[v * hidden_size + h] = w;
-            }
-        }
+        let rows = transpose(output, hidden_size, vocab);
         let output = HalfMatrix::new(&rows, output_bias, hidden_size);
         let width = 4 * hidden_size;
         let inputs = (vocab * width * 4 <= TABLE_BYTES)
@@ -114,18 +110,6 @@ impl LstmDecoder {
             work(&mut session)
         })
     }
-}
-
-/// Logits known to within a bound: each exact logit lies within `slack[i] * scale` of
-/// `values[i]`.
-#[derive(Debug, Clone, Copy)]
-pub struct Approximate<'a> {
-    /// The approximate logits.
-    pub values: &'a [f32],
-    /// Per logit, its bound per unit of `scale`.
-    pub slack: &'a [f32],
-    /// The hidden state's Euclidean norm.
-    pub scale: f32,
 }
 
 /// A decoding sequence's state and buffers.
@@ -237,16 +221,17 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// The next token's logits from the high part alone, with their bound.
-    pub fn approximate(&mut self) -> Approximate<'_> {
+    /// The next token's logits from the high part alone, with their bound (the slack is per
+    /// unit of the hidden state's Euclidean norm).
+    pub fn approximate(&mut self) -> Bounds<'_> {
         if !self.ready[0] {
             self.product(Part::High);
             self.ready[0] = true;
         }
         let rows = self.decoder.output.rows();
         let top = self.hidden.last().expect("at least one layer");
-        Approximate {
-            values: &self.approximate[..rows],
+        Bounds {
+            centre: &self.approximate[..rows],
             slack: self.decoder.output.slack(),
             scale: top.iter().map(|v| v * v).sum::<f32>().sqrt(),
         }

@@ -126,7 +126,7 @@ pub trait LstmKernels: Backend {
 
 /// The transpose `[cols, rows]` of a row-major `[rows, cols]` matrix, in tiles that stay in
 /// cache (a row at a time, the writes would stride through the whole result).
-fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+pub(crate) fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     const TILE: usize = 16;
     let mut out = vec![0.0f32; rows * cols];
     for r0 in (0..rows).step_by(TILE) {

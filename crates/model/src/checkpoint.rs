@@ -23,6 +23,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use data::{Tokenizer, Vocab};
 use serde::{Deserialize, Serialize};
 
+use crate::language_model::float_values;
 use crate::recurrent::{LayerState, State};
 use crate::{LanguageModel, ModelConfig};
 
@@ -210,13 +211,7 @@ fn sync_dir(dir: &Path) -> Result<(), CheckpointError> {
 impl CarriedState {
     /// The numbers of `state`.
     pub fn of(state: &State) -> Self {
-        let values = |t: &Tensor<2>| {
-            t.clone()
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .expect("values converted to f32")
-        };
+        let values = |t: &Tensor<2>| float_values(t.clone());
         let layers = state
             .layers
             .iter()

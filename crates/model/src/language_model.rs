@@ -22,6 +22,15 @@ pub fn ids_tensor<const D: usize>(
     Tensor::from_data(data, device)
 }
 
+/// A float tensor's values, row-major.
+pub(crate) fn float_values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
+    tensor
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("float values convert to f32")
+}
+
 /// Layer sizes (the vocabulary size comes from the data).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

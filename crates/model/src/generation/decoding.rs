@@ -1,10 +1,11 @@
 //! The CPU decoder for a model whose layers are all LSTMs, running on flex with the fused
 //! kernels: the weights copied once into the kernels crate's [`LstmDecoder`].
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 use kernels::decoder::{LstmDecoder, LstmWeights};
 
 use crate::LanguageModel;
+use crate::language_model::float_values;
 use crate::recurrent::Layer;
 
 /// A decoder for `model` on `device`, or `None` where generation runs through tensors: on
@@ -20,9 +21,9 @@ pub(crate) fn decoder(model: &LanguageModel, device: &Device) -> Option<LstmDeco
             Layer::Lstm(lstm) => {
                 let (input, hidden, bias) = kernels::lstm::fused_weights(lstm);
                 Some(LstmWeights {
-                    input: values(input),
-                    hidden: values(hidden),
-                    bias: values(bias),
+                    input: float_values(input),
+                    hidden: float_values(hidden),
+                    bias: float_values(bias),
                 })
             }
             Layer::Gru(_) | Layer::Rnn(_) => None,
@@ -30,24 +31,15 @@ pub(crate) fn decoder(model: &LanguageModel, device: &Device) -> Option<LstmDeco
         .collect::<Option<Vec<_>>>()?;
     let vocab = model.vocab_size();
     let bias = match &model.output.bias {
-        Some(bias) => values(bias.val()),
+        Some(bias) => float_values(bias.val()),
         None => vec![0.0; vocab],
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     Some(LstmDecoder::new(
-        values(model.embedding.weight.val()),
+        float_values(model.embedding.weight.val()),
         layers,
-        &values(model.output.weight.val()),
+        &float_values(model.output.weight.val()),
         &bias,
         threads,
     ))
-}
-
-/// A float tensor's values, row-major.
-fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
-    tensor
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("float values convert to f32")
 }

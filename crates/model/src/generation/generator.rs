@@ -20,6 +20,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use super::sampling::{Sampling, held_back, probabilities, stop_position, top};
+use crate::language_model::float_values;
 use crate::recurrent::State;
 use crate::{LanguageModel, ids_tensor};
 
@@ -192,13 +193,7 @@ impl<'a> Generator<'a> {
     fn step(&self, ids: &[u32], state: Option<State>) -> (Vec<f32>, State) {
         let input = ids_tensor(ids, [1, ids.len()], &self.device);
         let (logits, state) = self.model.forward(input, state);
-        let last = logits.slice(s![.., -1.., ..]);
-        let values = last
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .expect("logits convert to f32");
-        (values, state)
+        (float_values(logits.slice(s![.., -1.., ..])), state)
     }
 
     /// Logits of every next token after `prompt` (see [`super::sampling::probabilities`]).
@@ -394,14 +389,7 @@ impl NextLogits for DecoderLogits<'_, '_> {
     }
 
     fn pick(&mut self, sampling: &Sampling, generated: &[u32], u: f64) -> u32 {
-        let approximate = self.session.approximate();
-        let certain = sampling.choose_within(
-            approximate.values,
-            approximate.slack,
-            approximate.scale,
-            generated,
-            u,
-        );
+        let certain = sampling.choose_within(self.session.approximate(), generated, u);
         certain.unwrap_or_else(|| sampling.choose(self.session.exact(), generated, u))
     }
 

@@ -108,32 +108,18 @@ impl Sampling {
         argmax(logits)
     }
 
-    /// The token [`Sampling::choose`] takes for every logit vector within `slack[i] * scale`
-    /// of `approximate`, if it is the same for all of them (top-k and top-p are not
-    /// resolved this way: `None`).
-    pub fn choose_within(
-        &self,
-        approximate: &[f32],
-        slack: &[f32],
-        scale: f32,
-        generated: &[u32],
-        u: f64,
-    ) -> Option<u32> {
-        let n = approximate.len();
+    /// The token [`Sampling::choose`] takes for every logit vector within `bounds`, if it is
+    /// the same for all of them (top-k and top-p are not resolved this way: `None`).
+    pub fn choose_within(&self, bounds: Bounds<'_>, generated: &[u32], u: f64) -> Option<u32> {
+        let n = bounds.centre.len();
         if self.top_k.is_some_and(|k| k > 0 && k < n) || self.top_p.is_some_and(|p| p < 1.0) {
             return None;
         }
-        let (centre, slack) = penalise_bounds(
-            approximate,
-            slack,
-            scale,
-            generated,
-            self.repetition_penalty,
-        );
+        let (centre, slack) = penalise_bounds(bounds, generated, self.repetition_penalty);
         let bounds = Bounds {
             centre: &centre,
             slack: &slack,
-            scale,
+            scale: bounds.scale,
         };
         let chosen = match self.greedy {
             true => bounded::certain_argmax(bounds),
@@ -160,12 +146,15 @@ fn penalise_repetition<'a>(logits: &'a [f32], generated: &[u32], penalty: f32) -
 /// (borrowed unchanged when there is nothing to penalise): the penalty is increasing, so a
 /// bound's ends map to the new bound's ends.
 fn penalise_bounds<'a>(
-    centre: &'a [f32],
-    slack: &'a [f32],
-    scale: f32,
+    bounds: Bounds<'a>,
     generated: &[u32],
     penalty: f32,
 ) -> (Cow<'a, [f32]>, Cow<'a, [f32]>) {
+    let Bounds {
+        centre,
+        slack,
+        scale,
+    } = bounds;
     if penalty == 1.0 || generated.is_empty() || scale <= 0.0 {
         let centre = penalise_repetition(centre, generated, penalty);
         return (centre, Cow::Borrowed(slack));
