@@ -22,8 +22,8 @@ pub enum Part {
 }
 
 /// A `[rows, cols]` matrix in blocks of [`BLOCK`] rows, column by column within a block (the
-/// layout [`accumulate`] reads), as
-/// two f16 parts, and a bias per row in f32 that the high part's products add.
+/// layout [`accumulate`] reads), as two f16 parts, and a bias per row in f32 that the high
+/// part's products add.
 #[derive(Debug, Clone)]
 pub struct HalfMatrix {
     rows: usize,
@@ -35,9 +35,13 @@ pub struct HalfMatrix {
     slack: Vec<f32>,
 }
 
-/// Relative slack for f32 rounding in a product row, on top of the f16 rounding: 2^-15 of the
-/// row's norm times the vector's covers a 128-term f32 sum (2^-17) with room to spare.
-const ROUNDING: f32 = 1.0 / 32_768.0;
+/// Relative slack for f32 rounding in a product row, on top of the f16 rounding, as a part of
+/// the row's norm times the vector's: an f32 sum of `cols` terms is off by at most
+/// `cols * 2^-24` of that, both here and in the f32 product it stands for, so `cols * 2^-22`
+/// covers them twice over; never below 2^-15 (what a 128-term row gets).
+fn rounding(cols: usize) -> f64 {
+    (cols as f64 / f64::from(1u32 << 22)).max(1.0 / 32_768.0)
+}
 
 impl HalfMatrix {
     /// Splits the row-major `[rows, cols]` matrix `values`, with `bias [rows]`.
@@ -62,7 +66,7 @@ impl HalfMatrix {
                 lost += f64::from(rest) * f64::from(rest);
                 norm += f64::from(w) * f64::from(w);
             }
-            slack.push((lost.sqrt() + f64::from(ROUNDING) * norm.sqrt()) as f32);
+            slack.push((lost.sqrt() + rounding(cols) * norm.sqrt()) as f32);
         }
         Self {
             rows,
