@@ -17,12 +17,13 @@ use burn::nn::{GateController, Lstm, LstmState};
 use burn::prelude::s;
 use burn::tensor::Tensor;
 use burn_flex::FlexTensor;
+use rayon::prelude::*;
 
 use crate::autodiff::{HandBackward, record};
 use crate::block_product::{BLOCK, Strides, accumulate};
 use crate::flex_buffers::{floats, linear_bias, tensor};
 use crate::math::{Vectorised, dot, sigmoid, tanh, widest_vectors};
-use crate::matmul::{Operand, matmul};
+use crate::matmul::{Operand, matmul, matmul_on_this_thread};
 
 /// The LSTM recurrence as a backend operation.
 #[backend_extension(Flex, Autodiff)]
@@ -90,17 +91,18 @@ pub fn fused_weights(lstm: &Lstm) -> (Tensor<2>, Tensor<2>, Tensor<1>) {
     (w_ih, w_hh, bias)
 }
 
-/// What the forward pass keeps for the backward pass.
+/// What the forward pass keeps for the backward pass, each share of the batch's steps
+/// together (see [`Shares`]).
 #[derive(Debug, Clone)]
 pub struct LstmActivations {
     dims: [usize; 4],
-    /// Activated gates `[T, B, 4H]`.
+    /// Activated gates, `T` steps of `4H`.
     gates: Vec<f32>,
-    /// Hidden states `[T + 1, B, H]`, `h0` first.
+    /// Hidden states, `T + 1` steps of `H`, `h0` first.
     h: Vec<f32>,
-    /// Cell states `[T + 1, B, H]`, `c0` first.
+    /// Cell states, `T + 1` steps of `H`, `c0` first.
     c: Vec<f32>,
-    /// The input in step-major order `[T, B, E]`.
+    /// The input, `T` steps of `E`.
     x: Vec<f32>,
 }
 
@@ -147,12 +149,22 @@ pub(crate) fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 /// whose packing of the weights pays off over many rows.
 const ROW_BY_ROW: usize = 4;
 
+/// A matrix product: [`matmul`], or [`matmul_on_this_thread`] where each core already runs a
+/// share of the work.
+type Product = fn(&mut [f32], [usize; 3], Operand, Operand, bool);
+
 /// `out [B, n] += rows [B, k] · weights [k, n]` (row-major), for one forward step's
 /// recurrent product.
-fn step_product(out: &mut [f32], rows: &[f32], weights: &[f32], [b, n, k]: [usize; 3]) {
+fn step_product(
+    out: &mut [f32],
+    rows: &[f32],
+    weights: &[f32],
+    [b, n, k]: [usize; 3],
+    product: Product,
+) {
     if b > ROW_BY_ROW {
         let (rows, weights) = (Operand::rows(rows, k), Operand::rows(weights, n));
-        return matmul(out, [b, n, k], rows, weights, true);
+        return product(out, [b, n, k], rows, weights, true);
     }
     let strides = Strides {
         column: n,
@@ -160,6 +172,174 @@ fn step_product(out: &mut [f32], rows: &[f32], weights: &[f32], [b, n, k]: [usiz
     };
     for (out, row) in out.chunks_exact_mut(n).zip(rows.chunks_exact(k)) {
         accumulate(weights, strides, row, out);
+    }
+}
+
+/// Fewest rows per share of the batch: each share's recurrence runs on a core of its own.
+/// The number of shares follows from the batch size alone, so the sums come out the same on
+/// every machine.
+const SHARE_ROWS: usize = 16;
+
+/// The batch's rows cut into shares whose recurrences run in parallel (sequences are
+/// independent), and the layout of the buffers that hold each share's steps together:
+/// `[share][step][row of the share][width]`. With one share that is step-major `[T, B, width]`.
+struct Shares {
+    /// Each share's first row, then the batch size.
+    bounds: Vec<usize>,
+}
+
+impl Shares {
+    fn new(batch: usize) -> Self {
+        let n = (batch / SHARE_ROWS).max(1);
+        Self {
+            bounds: (0..=n).map(|i| i * batch / n).collect(),
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.bounds.len() - 1
+    }
+
+    /// Each share's number of rows.
+    fn sizes(&self) -> impl Iterator<Item = usize> + '_ {
+        self.bounds.windows(2).map(|w| w[1] - w[0])
+    }
+
+    /// The buffer row of batch row `row` at `step`, in a buffer of `steps` steps per share.
+    fn at(&self, step: usize, row: usize, steps: usize) -> usize {
+        let share = self.bounds.partition_point(|&first| first <= row) - 1;
+        let (first, rows) = (
+            self.bounds[share],
+            self.bounds[share + 1] - self.bounds[share],
+        );
+        first * steps + step * rows + row - first
+    }
+
+    /// A buffer of `steps` steps of `width` values per row, cut into the shares' parts.
+    fn split<'a>(&self, mut buffer: &'a [f32], steps: usize, width: usize) -> Vec<&'a [f32]> {
+        self.sizes()
+            .map(|rows| {
+                let (part, rest) = buffer.split_at(rows * steps * width);
+                buffer = rest;
+                part
+            })
+            .collect()
+    }
+
+    /// [`Shares::split`] for writing.
+    fn split_mut<'a>(
+        &self,
+        mut buffer: &'a mut [f32],
+        steps: usize,
+        width: usize,
+    ) -> Vec<&'a mut [f32]> {
+        self.sizes()
+            .map(|rows| {
+                let (part, rest) = std::mem::take(&mut buffer).split_at_mut(rows * steps * width);
+                buffer = rest;
+                part
+            })
+            .collect()
+    }
+
+    /// The matrix product for work that runs once per share.
+    fn product(&self) -> Product {
+        match self.count() {
+            1 => matmul,
+            _ => matmul_on_this_thread,
+        }
+    }
+}
+
+/// Runs `run` on each share's part: on the calling thread for one share, else in parallel.
+fn each_share<P: Send>(parts: Vec<P>, run: impl Fn(P) + Sync + Send) {
+    match parts.len() {
+        1 => parts.into_iter().for_each(run),
+        _ => parts.into_par_iter().for_each(run),
+    }
+}
+
+/// One share's part of the forward pass: `gates [T, rows, 4H]` hold the input projections
+/// and become the activations; `h` and `c` `[T + 1, rows, H]` hold the starting states and
+/// receive every step's.
+struct ForwardShare<'a> {
+    gates: &'a mut [f32],
+    h: &'a mut [f32],
+    c: &'a mut [f32],
+    rows: usize,
+}
+
+impl ForwardShare<'_> {
+    /// The recurrence over every step.
+    fn run(self, w_hh: &[f32], hd: usize, product: Product) {
+        let (rows, g4) = (self.rows, 4 * hd);
+        for (ti, step) in self.gates.chunks_exact_mut(rows * g4).enumerate() {
+            let (h_prev, h_next) =
+                self.h[ti * rows * hd..(ti + 2) * rows * hd].split_at_mut(rows * hd);
+            step_product(step, h_prev, w_hh, [rows, g4, hd], product);
+            let (c_prev, c_next) =
+                self.c[ti * rows * hd..(ti + 2) * rows * hd].split_at_mut(rows * hd);
+            widest_vectors(CellForward {
+                gates: step,
+                c_prev,
+                c_next,
+                h_next,
+                hd,
+            });
+        }
+    }
+}
+
+/// One share's part of the backward pass: from the `[T, rows, 4H]` activations, the
+/// `[T + 1, rows, H]` cell states and the output's gradient `[rows, T + 1, H]`, the gates'
+/// gradients `[T, rows, 4H]`, with `dh` and `dc` `[rows, H]` carried from the last step to
+/// the first.
+struct BackwardShare<'a> {
+    gates: &'a [f32],
+    c: &'a [f32],
+    grad: &'a [f32],
+    d_gates: &'a mut [f32],
+    dh: &'a mut [f32],
+    dc: &'a mut [f32],
+    rows: usize,
+}
+
+impl BackwardShare<'_> {
+    /// The recurrence over every step in reverse; `w_hh_t` is w_hhᵀ row-major where the
+    /// products use it, else they take dot products with `w_hh`'s rows.
+    fn run(self, w_hh: &[f32], w_hh_t: Option<&[f32]>, hd: usize, product: Product) {
+        let (rows, g4) = (self.rows, 4 * hd);
+        let t = self.d_gates.len() / (rows * g4);
+        let mut scratch = vec![0.0f32; 2 * hd];
+        for ti in (0..t).rev() {
+            let step = &mut self.d_gates[ti * rows * g4..(ti + 1) * rows * g4];
+            widest_vectors(CellBackward {
+                gates: &self.gates[ti * rows * g4..(ti + 1) * rows * g4],
+                d_gates: step,
+                c_prev: &self.c[ti * rows * hd..(ti + 1) * rows * hd],
+                c_next: &self.c[(ti + 1) * rows * hd..(ti + 2) * rows * hd],
+                dh: self.dh,
+                dc: self.dc,
+                grad: self.grad,
+                step: ti,
+                steps: t,
+                hd,
+                scratch: &mut scratch,
+            });
+            // dh for the step before: dG · w_hhᵀ.
+            match w_hh_t {
+                Some(w_hh_t) => {
+                    let (d_m, w_hh_t) = (Operand::rows(step, g4), Operand::rows(w_hh_t, hd));
+                    product(self.dh, [rows, hd, g4], d_m, w_hh_t, false);
+                }
+                None => widest_vectors(RowDots {
+                    out: self.dh,
+                    rows: step,
+                    weights: w_hh,
+                    k: g4,
+                }),
+            }
+        }
     }
 }
 
@@ -321,12 +501,14 @@ impl LstmKernels for Flex {
         let hd = h0.layout().shape().dims::<2>()[1];
         let g4 = 4 * hd;
         let (w_ih, w_hh, bias) = (floats(w_ih), floats(w_hh), floats(bias));
-        // The input, step-major, so each step's rows are contiguous.
+        let shares = Shares::new(b);
+        // The input in the shares' layout, so each step's rows are contiguous.
         let x_bt = floats(x);
         let mut xs = vec![0.0f32; t * b * e];
         for bi in 0..b {
             for ti in 0..t {
-                xs[(ti * b + bi) * e..][..e].copy_from_slice(&x_bt[(bi * t + ti) * e..][..e]);
+                xs[shares.at(ti, bi, t) * e..][..e]
+                    .copy_from_slice(&x_bt[(bi * t + ti) * e..][..e]);
             }
         }
         // Input projection of every step at once, bias included.
@@ -338,29 +520,30 @@ impl LstmKernels for Flex {
         matmul(&mut gates, [t * b, g4, e], xs_m, w_ih_m, true);
         let mut h = vec![0.0f32; (t + 1) * b * hd];
         let mut c = vec![0.0f32; (t + 1) * b * hd];
-        h[..b * hd].copy_from_slice(&floats(h0));
-        c[..b * hd].copy_from_slice(&floats(c0));
-        for ti in 0..t {
-            let (h_prev, h_next) = h[ti * b * hd..(ti + 2) * b * hd].split_at_mut(b * hd);
-            let step = &mut gates[ti * b * g4..(ti + 1) * b * g4];
-            step_product(step, h_prev, &w_hh, [b, g4, hd]);
-            let (c_prev, c_next) = c[ti * b * hd..(ti + 2) * b * hd].split_at_mut(b * hd);
-            widest_vectors(CellForward {
-                gates: step,
-                c_prev,
-                c_next,
-                h_next,
-                hd,
-            });
+        let (h0, c0) = (floats(h0), floats(c0));
+        for bi in 0..b {
+            let at = shares.at(0, bi, t + 1) * hd;
+            h[at..][..hd].copy_from_slice(&h0[bi * hd..][..hd]);
+            c[at..][..hd].copy_from_slice(&c0[bi * hd..][..hd]);
         }
+        let product = shares.product();
+        let parts = shares
+            .split_mut(&mut gates, t, g4)
+            .into_iter()
+            .zip(shares.split_mut(&mut h, t + 1, hd))
+            .zip(shares.split_mut(&mut c, t + 1, hd))
+            .zip(shares.sizes())
+            .map(|(((gates, h), c), rows)| ForwardShare { gates, h, c, rows });
+        each_share(parts.collect(), |share| share.run(&w_hh, hd, product));
         // Packed output [B, T + 1, H]: every step's h, then the last c.
         let mut out = vec![0.0f32; b * (t + 1) * hd];
         for bi in 0..b {
             for ti in 0..t {
                 out[(bi * (t + 1) + ti) * hd..][..hd]
-                    .copy_from_slice(&h[((ti + 1) * b + bi) * hd..][..hd]);
+                    .copy_from_slice(&h[shares.at(ti + 1, bi, t + 1) * hd..][..hd]);
             }
-            out[(bi * (t + 1) + t) * hd..][..hd].copy_from_slice(&c[(t * b + bi) * hd..][..hd]);
+            out[(bi * (t + 1) + t) * hd..][..hd]
+                .copy_from_slice(&c[shares.at(t, bi, t + 1) * hd..][..hd]);
         }
         let saved = LstmActivations {
             dims: [b, t, e, hd],
@@ -383,6 +566,7 @@ impl LstmKernels for Flex {
         let (w_ih, w_hh) = (floats(w_ih), floats(w_hh));
         let grad = floats(&grad);
         let (gates, h, c) = (&saved.gates, &saved.h, &saved.c);
+        let shares = Shares::new(b);
         let mut d_gates = vec![0.0f32; t * b * g4];
         let mut dh = vec![0.0f32; b * hd];
         let mut dc = vec![0.0f32; b * hd];
@@ -392,50 +576,47 @@ impl LstmKernels for Flex {
         // w_hhᵀ row-major for a large batch: each step's product then reads it as the product
         // library packs fastest (a transposed operand costs it about twice the time at these
         // sizes). A small batch takes dot products with w_hh's rows as they lie.
-        let w_hh_t = (b > ROW_BY_ROW).then(|| transpose(&w_hh, hd, g4));
-        let mut scratch = vec![0.0f32; 2 * hd];
-        for ti in (0..t).rev() {
-            let step = &mut d_gates[ti * b * g4..(ti + 1) * b * g4];
-            widest_vectors(CellBackward {
-                gates: &gates[ti * b * g4..(ti + 1) * b * g4],
-                d_gates: step,
-                c_prev: &c[ti * b * hd..(ti + 1) * b * hd],
-                c_next: &c[(ti + 1) * b * hd..(ti + 2) * b * hd],
-                dh: &dh,
-                dc: &mut dc,
-                grad: &grad,
-                step: ti,
-                steps: t,
-                hd,
-                scratch: &mut scratch,
-            });
-            // dh for the step before: dG · w_hhᵀ.
-            match &w_hh_t {
-                Some(w_hh_t) => {
-                    let (d_m, w_hh_t) = (Operand::rows(step, g4), Operand::rows(w_hh_t, hd));
-                    matmul(&mut dh, [b, hd, g4], d_m, w_hh_t, false);
-                }
-                None => widest_vectors(RowDots {
-                    out: &mut dh,
-                    rows: step,
-                    weights: &w_hh,
-                    k: g4,
-                }),
-            }
-        }
-        // Weight, bias and input gradients over all steps at once.
-        // inputᵀ · dG for an input of `width` features per row, `t * b` rows.
-        let weight_grad = |input: &[f32], width: usize| {
-            let mut dw = vec![0.0f32; width * g4];
-            let (input_t, d_m) = (
-                Operand::transposed(input, width),
-                Operand::rows(&d_gates, g4),
+        let w_hh_t = (b / shares.count() > ROW_BY_ROW).then(|| transpose(&w_hh, hd, g4));
+        let product = shares.product();
+        let kept = shares
+            .split(gates, t, g4)
+            .into_iter()
+            .zip(shares.split(c, t + 1, hd))
+            .zip(shares.split(&grad, t + 1, hd));
+        let parts = kept
+            .zip(shares.split_mut(&mut d_gates, t, g4))
+            .zip(shares.split_mut(&mut dh, 1, hd))
+            .zip(shares.split_mut(&mut dc, 1, hd))
+            .zip(shares.sizes())
+            .map(
+                |((((((gates, c), grad), d_gates), dh), dc), rows)| BackwardShare {
+                    gates,
+                    c,
+                    grad,
+                    d_gates,
+                    dh,
+                    dc,
+                    rows,
+                },
             );
-            matmul(&mut dw, [width, g4, t * b], input_t, d_m, false);
+        each_share(parts.collect(), |share| {
+            share.run(&w_hh, w_hh_t.as_deref(), hd, product)
+        });
+        // Weight, bias and input gradients over all steps at once, a product per share.
+        // inputᵀ · dG for an input of `width` features per row and `steps` steps per share,
+        // of which the first `t` count.
+        let weight_grad = |input: &[f32], width: usize, steps: usize| {
+            let mut dw = vec![0.0f32; width * g4];
+            let inputs = shares.split(input, steps, width);
+            let parts = inputs.iter().zip(shares.split(&d_gates, t, g4));
+            for ((input, d), rows) in parts.zip(shares.sizes()) {
+                let (input_t, d_m) = (Operand::transposed(input, width), Operand::rows(d, g4));
+                matmul(&mut dw, [width, g4, t * rows], input_t, d_m, true);
+            }
             dw
         };
-        let dw_hh = weight_grad(&h[..t * b * hd], hd);
-        let dw_ih = weight_grad(&saved.x, e);
+        let dw_hh = weight_grad(h, hd, t + 1);
+        let dw_ih = weight_grad(&saved.x, e, t);
         let mut db = vec![0.0f32; g4];
         for row in d_gates.chunks_exact(g4) {
             db.iter_mut().zip(row).for_each(|(s, v)| *s += v);
@@ -447,7 +628,7 @@ impl LstmKernels for Flex {
         let mut dx = vec![0.0f32; b * t * e];
         for bi in 0..b {
             for ti in 0..t {
-                dx[(bi * t + ti) * e..][..e].copy_from_slice(&dxs[(ti * b + bi) * e..][..e]);
+                dx[(bi * t + ti) * e..][..e].copy_from_slice(&dxs[shares.at(ti, bi, t) * e..][..e]);
             }
         }
         [
@@ -548,11 +729,11 @@ mod tests {
         (h * w).sum() + state.cell.sum() * 0.3 + state.hidden.sum() * 0.7
     }
 
-    /// For a batch small enough for the row-by-row recurrent products and for one large
-    /// enough for the matrix product library.
+    /// For a batch small enough for the row-by-row recurrent products, one large enough for
+    /// the matrix product library, and one cut into two unequal shares that run in parallel.
     #[test]
     fn forward_and_gradients_match_nn_lstm() {
-        for batch in [3, ROW_BY_ROW + 2] {
+        for batch in [3, ROW_BY_ROW + 2, 2 * SHARE_ROWS + 1] {
             forward_and_gradients_match_nn_lstm_for(batch);
         }
     }
