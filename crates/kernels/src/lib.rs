@@ -1,10 +1,11 @@
 //! Fused operations for Burn's flex CPU backend: an LSTM layer and the output layer with its
-//! softmax cross-entropy, each one backend operation with a hand-written backward pass, and
-//! the matrix products and vectorised math under them. Also a decoder that runs one sequence
+//! softmax cross-entropy, each one backend operation with a hand-written backward pass, Adam's
+//! update in one pass, and the matrix products and vectorised math under them. Also a decoder that runs one sequence
 //! a token at a time on plain slices, its output layer in half precision, and the bounds that
 //! tell when half precision cannot change the token picked. Everything here works on tensors,
 //! slices and shapes; it knows nothing of configs, vocabularies or checkpoints.
 
+pub mod adam;
 mod autodiff;
 mod block_product;
 pub mod bounded;

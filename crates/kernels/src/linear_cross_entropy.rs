@@ -377,15 +377,11 @@ impl<B: Backend + CrossEntropyKernels, C: CheckpointStrategy> CrossEntropyOps fo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flex_buffers::values;
     use crate::math::central_difference;
     use burn::module::{Module, Param};
     use burn::nn::LinearConfig;
     use burn::tensor::{Device, Distribution, TensorData};
-
-    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        let data = t.into_data().convert::<f32>();
-        data.try_into_vec::<f32>().unwrap()
-    }
 
     /// An output layer `[h, v]` with a non-zero bias, hidden states `[n, h]`, targets and row
     /// weights (some zero, as padding) on `device`.

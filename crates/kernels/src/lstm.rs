@@ -689,17 +689,11 @@ impl<B: Backend + LstmKernels, C: CheckpointStrategy> LstmOps for Autodiff<B, C>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flex_buffers::values;
     use crate::math::central_difference;
     use burn::module::Module;
     use burn::nn::LstmConfig;
     use burn::tensor::{Device, Distribution, TensorData};
-
-    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        t.into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .unwrap()
-    }
 
     fn close(a: &[f32], b: &[f32], tol: f32, what: &str) {
         assert_eq!(a.len(), b.len(), "{what}");

@@ -8,6 +8,8 @@ use burn::optim::{
 
 use burn::tensor::Device;
 use data::Batch;
+use kernels::Kernels;
+use kernels::adam::FusedAdam;
 
 use model::LanguageModel;
 use model::recurrent::State;
@@ -15,13 +17,21 @@ use model::recurrent::State;
 use pipeline::config::{OptimizerKind, TrainConfig};
 use pipeline::evaluation::{batch_loss, share_loss};
 
-/// The configured optimizer with its gradient clipping.
+/// The configured optimizer with its gradient clipping. Adam with the fused kernels is the
+/// kernels crate's one-pass update (Burn's arithmetic and state, Burn's `Adam` off flex).
 pub fn optimizer(settings: &TrainConfig) -> ModuleOptimizer {
     let clip = settings
         .clip_value
         .map(GradientClippingConfig::Value)
         .or(settings.clip_norm.map(GradientClippingConfig::Norm));
     match settings.optimizer {
+        OptimizerKind::Adam if settings.kernels == Kernels::Fused => {
+            let optim = ModuleOptimizer::from(FusedAdam::new(settings.adam_epsilon));
+            match clip {
+                Some(clip) => optim.with_grad_clipping(clip.init()),
+                None => optim,
+            }
+        }
         OptimizerKind::Adam => AdamConfig::new()
             .with_epsilon(settings.adam_epsilon)
             .with_grad_clipping(clip)
