@@ -166,7 +166,7 @@ impl Part {
             logits: &mut self.logits,
             rows,
             problem: p,
-            gradients,
+            d_bias: gradients.then_some(&mut self.d_bias[..]),
         });
         if !gradients {
             return;
@@ -188,27 +188,25 @@ impl Part {
             d_logits,
             true,
         );
-        for row in self.logits.chunks_exact(v) {
-            self.d_bias.iter_mut().zip(row).for_each(|(s, x)| *s += x);
-        }
         self.rows.extend_from_slice(rows);
     }
 }
 
-/// A block's logits turned into its weighted loss and, with `gradients`, in place into
-/// `weight * (softmax - one_hot)`, the loss's gradient with respect to them.
+/// A block's logits turned into its weighted loss and, with gradients, in place into
+/// `weight * (softmax - one_hot)`, the loss's gradient with respect to them, which is also
+/// added to the bias gradient `d_bias` while the row is in cache.
 struct RowLosses<'a> {
     logits: &'a mut [f32],
     rows: &'a [usize],
     problem: &'a Problem<'a>,
-    gradients: bool,
+    d_bias: Option<&'a mut [f32]>,
 }
 
 impl Vectorised for RowLosses<'_> {
     type Output = f64;
 
     #[inline(always)]
-    fn run(self) -> f64 {
+    fn run(mut self) -> f64 {
         let v = self.problem.dims[2];
         let mut loss = 0.0f64;
         for (row, &r) in self.logits.chunks_exact_mut(v).zip(self.rows) {
@@ -216,10 +214,14 @@ impl Vectorised for RowLosses<'_> {
             let target = row[t];
             let (max, sum) = exp_in_place(row);
             loss += f64::from(w * (max + sum.ln() - target));
-            if self.gradients {
+            if let Some(d_bias) = self.d_bias.as_deref_mut() {
                 let scale = w / sum;
-                row.iter_mut().for_each(|x| *x *= scale);
+                for (x, d) in row.iter_mut().zip(d_bias.iter_mut()) {
+                    *x *= scale;
+                    *d += *x;
+                }
                 row[t] -= w;
+                d_bias[t] -= w;
             }
         }
         loss

@@ -136,14 +136,18 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
 #[inline(always)]
 pub(crate) fn exp_in_place(row: &mut [f32]) -> (f32, f32) {
     let max = largest(row, row, |x, _| x);
-    row.iter_mut().for_each(|x| *x = exp(*x - max));
-    let lanes = row.chunks_exact(LANES);
+    let mut lanes = row.chunks_exact_mut(LANES);
     let mut sum = [0.0f32; LANES];
-    let tail: f32 = lanes.remainder().iter().sum();
-    for c in lanes {
+    for c in lanes.by_ref() {
         for l in 0..LANES {
+            c[l] = exp(c[l] - max);
             sum[l] += c[l];
         }
+    }
+    let mut tail = 0.0f32;
+    for x in lanes.into_remainder() {
+        *x = exp(*x - max);
+        tail += *x;
     }
     (max, sum.iter().sum::<f32>() + tail)
 }
