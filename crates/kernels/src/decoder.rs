@@ -4,8 +4,8 @@
 //! the caller's thread and helper threads that wait for each token, so each core reads the
 //! same share from its own cache every time.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::thread::{Scope, ScopedJoinHandle};
 use std::time::{Duration, Instant};
 
@@ -93,11 +93,13 @@ impl LstmDecoder {
     }
 
     /// Runs `work` with a fresh [`Session`] (zero state), its helper threads alive until
-    /// `work` returns.
+    /// `work` returns. Helpers come out of one budget for the whole process (see
+    /// [`HelperSlots`]); with none left, the caller computes every block.
     pub fn run<R>(&self, work: impl FnOnce(&mut Session<'_>) -> R) -> R {
-        let blocks = self.output.blocks();
-        let shares: Vec<_> = (0..self.threads)
-            .map(|t| t * blocks / self.threads..(t + 1) * blocks / self.threads)
+        let slots = HelperSlots::take(self.threads - 1);
+        let (blocks, threads) = (self.output.blocks(), slots.0 + 1);
+        let shares: Vec<_> = (0..threads)
+            .map(|t| t * blocks / threads..(t + 1) * blocks / threads)
             .collect();
         let mailboxes: Vec<Mailbox> = shares[1..].iter().map(Mailbox::new).collect();
         std::thread::scope(|scope| {
@@ -109,6 +111,38 @@ impl LstmDecoder {
             let mut session = Session::new(self, shares[0].clone(), helpers);
             work(&mut session)
         })
+    }
+}
+
+/// Helper threads alive in this process, over every decoder.
+static HELPERS: AtomicUsize = AtomicUsize::new(0);
+
+/// Helper threads a generation has taken from the process's budget of one per core beyond
+/// the first, so that concurrent generations (a server's) do not crowd the cores with helpers
+/// that wait for tokens; given back when dropped.
+struct HelperSlots(usize);
+
+impl HelperSlots {
+    /// Up to `want` slots, as many as the budget has left.
+    fn take(want: usize) -> Self {
+        static BUDGET: OnceLock<usize> = OnceLock::new();
+        let budget =
+            *BUDGET.get_or_init(|| std::thread::available_parallelism().map_or(0, |n| n.get() - 1));
+        let mut alive = HELPERS.load(Ordering::Relaxed);
+        loop {
+            let granted = want.min(budget.saturating_sub(alive));
+            let taken = alive + granted;
+            match HELPERS.compare_exchange_weak(alive, taken, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return Self(granted),
+                Err(now) => alive = now,
+            }
+        }
+    }
+}
+
+impl Drop for HelperSlots {
+    fn drop(&mut self) {
+        HELPERS.fetch_sub(self.0, Ordering::AcqRel);
     }
 }
 
@@ -431,5 +465,66 @@ fn wait<T>(mut ready: impl FnMut() -> Option<T>) -> T {
         } else {
             std::hint::spin_loop();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A decoder whose half-precision output layer (9,000 x 32) is large enough for a helper.
+    fn decoder() -> LstmDecoder {
+        let (v, e, h) = (9_000, 8, 32);
+        let values = |n: usize, seed: f32| -> Vec<f32> {
+            (0..n)
+                .map(|i| ((i as f32 + seed) * 0.618).sin() * 0.3)
+                .collect()
+        };
+        let layer = LstmWeights {
+            input: values(e * 4 * h, 1.0),
+            hidden: values(h * 4 * h, 2.0),
+            bias: values(4 * h, 3.0),
+        };
+        let (output, bias) = (values(h * v, 5.0), values(v, 6.0));
+        LstmDecoder::new(values(v * e, 4.0), vec![layer], &output, &bias, 2)
+    }
+
+    /// `n` greedy tokens from token 1.
+    fn greedy(session: &mut Session, n: usize) -> Vec<u32> {
+        let mut id = 1;
+        (0..n)
+            .map(|_| {
+                session.feed(id);
+                let logits = session.exact();
+                let best = (0..logits.len()).max_by(|&a, &b| logits[a].total_cmp(&logits[b]));
+                id = best.expect("a vocabulary") as u32;
+                id
+            })
+            .collect()
+    }
+
+    /// A generation that starts while another holds the process's helpers runs without one,
+    /// and both give the tokens a lone generation gives.
+    #[test]
+    fn concurrent_generations_share_one_helper_budget() {
+        let decoder = decoder();
+        assert_eq!(decoder.threads, 2);
+        let alone = decoder.run(|session| greedy(session, 30));
+        let budget = std::thread::available_parallelism().map_or(0, |n| n.get() - 1);
+        decoder.run(|outer| {
+            let held = outer.helpers.len();
+            let (inner_helpers, inner) = std::thread::scope(|scope| {
+                let inner =
+                    scope.spawn(|| decoder.run(|inner| (inner.helpers.len(), greedy(inner, 30))));
+                inner.join().expect("the second generation")
+            });
+            assert!(
+                held + inner_helpers <= budget,
+                "{held} + {inner_helpers} helpers, budget {budget}"
+            );
+            assert_eq!(inner, alone);
+            assert_eq!(greedy(outer, 30), alone);
+        });
+        assert_eq!(HELPERS.load(Ordering::Relaxed), 0, "every slot given back");
     }
 }
