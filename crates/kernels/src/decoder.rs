@@ -432,15 +432,25 @@ impl<'a> Helper<'a> {
     }
 
     /// The helper's share of request `epoch` in `out`: computed here if the helper has not
-    /// taken the request yet (it is asleep, or the machine is busy), else waited for.
+    /// taken the request yet (it is asleep, or the machine is busy), else waited for. A helper
+    /// that ended without finishing (it panicked) has its share computed here too, and the
+    /// scope then passes its panic on, rather than leaving the caller waiting forever.
     fn collect(&self, epoch: u64, part: Part, vector: &[f32], out: &mut [f32]) {
         let out = &mut out[self.share.start * BLOCK..self.share.end * BLOCK];
         if self.mailbox.claim(epoch) {
             self.matrix.product(part, self.share.clone(), vector, out);
             return;
         }
-        wait(|| (self.mailbox.finished.load(Ordering::Acquire) == epoch).then_some(()));
-        out.copy_from_slice(&self.mailbox.out.lock().expect("helper alive"));
+        let finished = wait(
+            || match self.mailbox.finished.load(Ordering::Acquire) == epoch {
+                true => Some(true),
+                false => self.thread.is_finished().then_some(false),
+            },
+        );
+        match finished {
+            true => out.copy_from_slice(&self.mailbox.out.lock().expect("helper alive")),
+            false => self.matrix.product(part, self.share.clone(), vector, out),
+        }
     }
 
     /// Ends the helper's loop.
@@ -526,5 +536,38 @@ mod tests {
             assert_eq!(greedy(outer, 30), alone);
         });
         assert_eq!(HELPERS.load(Ordering::Relaxed), 0, "every slot given back");
+    }
+
+    /// A helper that panics inside a request it has taken does not leave its caller waiting:
+    /// the caller computes the share itself, and the scope then passes the panic on.
+    #[test]
+    fn a_panicking_helper_does_not_hang_its_caller() {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let decoder = decoder();
+            let matrix = &decoder.output;
+            let share = 0..matrix.blocks();
+            // Room for one block only: the helper's product panics.
+            let mailbox = Mailbox::new(&(0..1));
+            let x = vec![0.5f32; decoder.hidden_size];
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                std::thread::scope(|scope| {
+                    let helper = Helper::spawn(scope, &mailbox, matrix, share.clone());
+                    helper.post(1, Part::High, &x);
+                    while mailbox.claimed.load(Ordering::Acquire) != 1 {
+                        std::hint::spin_loop();
+                    }
+                    let mut out = vec![0.0f32; share.len() * BLOCK];
+                    helper.collect(1, Part::High, &x, &mut out);
+                    helper.stop();
+                    out
+                })
+            }));
+            let _ = sender.send(run.is_err());
+        });
+        let panicked = receiver
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the caller still waits for the dead helper");
+        assert!(panicked, "the helper's panic is passed on");
     }
 }
