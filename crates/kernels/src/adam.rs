@@ -13,6 +13,7 @@ use burn::tensor::{Device, Tensor};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
+use crate::Kernels;
 use crate::flex_buffers::{floats, writable};
 use crate::math::{Vectorised, widest_vectors};
 
@@ -73,7 +74,7 @@ impl AdamOps for Flex {
         let [mut param, mut moment_1, mut moment_2] = [param, moment_1, moment_2].map(writable);
         let (p, m1) = (param.storage_mut::<f32>(), moment_1.storage_mut::<f32>());
         let (m2, g) = (moment_2.storage_mut::<f32>(), floats(&grad));
-        let update = |((p, m1), m2), g| {
+        let update = |p, m1, m2, g| {
             widest_vectors(Update {
                 p,
                 m1,
@@ -88,8 +89,8 @@ impl AdamOps for Flex {
                 .zip(m1.par_chunks_mut(SHARE))
                 .zip(m2.par_chunks_mut(SHARE))
                 .zip(g.par_chunks(SHARE))
-                .for_each(|(((p, m1), m2), g)| update(((p, m1), m2), g)),
-            false => update(((p, m1), m2), &g),
+                .for_each(|(((p, m1), m2), g)| update(p, m1, m2, g)),
+            false => update(p, m1, m2, &g),
         }
         (param, moment_1, moment_2)
     }
@@ -132,7 +133,7 @@ impl Optimizer for FusedAdam {
         grad: Tensor<D>,
         state: Option<Self::State<D>>,
     ) -> (Tensor<D>, Option<Self::State<D>>) {
-        if param.device() != Device::flex() {
+        if !Kernels::Fused.fused_on(&param.device()) {
             return self.burn.step(lr, param, grad, state);
         }
         let (time, moment_1, moment_2) = match state {

@@ -123,11 +123,15 @@ static HELPERS: AtomicUsize = AtomicUsize::new(0);
 struct HelperSlots(usize);
 
 impl HelperSlots {
+    /// The process's budget: one helper per core beyond the first (looked up once).
+    fn budget() -> usize {
+        static BUDGET: OnceLock<usize> = OnceLock::new();
+        *BUDGET.get_or_init(|| std::thread::available_parallelism().map_or(0, |n| n.get() - 1))
+    }
+
     /// Up to `want` slots, as many as the budget has left.
     fn take(want: usize) -> Self {
-        static BUDGET: OnceLock<usize> = OnceLock::new();
-        let budget =
-            *BUDGET.get_or_init(|| std::thread::available_parallelism().map_or(0, |n| n.get() - 1));
+        let budget = Self::budget();
         let mut alive = HELPERS.load(Ordering::Relaxed);
         loop {
             let granted = want.min(budget.saturating_sub(alive));
@@ -520,7 +524,7 @@ mod tests {
         let decoder = decoder();
         assert_eq!(decoder.threads, 2);
         let alone = decoder.run(|session| greedy(session, 30));
-        let budget = std::thread::available_parallelism().map_or(0, |n| n.get() - 1);
+        let budget = HelperSlots::budget();
         decoder.run(|outer| {
             let held = outer.helpers.len();
             let (inner_helpers, inner) = std::thread::scope(|scope| {
