@@ -110,43 +110,55 @@ struct Problem<'a> {
     dims: [usize; 3],
 }
 
-/// What one worker accumulates over its blocks of rows.
-struct Part {
+/// What one worker accumulates over its run of rows.
+struct Part<'a> {
+    gradients: bool,
     loss: f64,
-    /// The rows this part's hidden gradients belong to, in order.
-    rows: Vec<usize>,
-    /// `[rows, H]`, empty without gradients.
-    d_hidden: Vec<f32>,
+    /// The hidden gradient's rows from this worker's first row up to the next worker's,
+    /// `[rows, H]`; empty without gradients.
+    d_hidden: &'a mut [f32],
+    /// The index of `d_hidden`'s first row.
+    first_row: usize,
     /// `[H, V]`, empty without gradients.
     d_weight: Vec<f32>,
     /// `[V]`, empty without gradients.
     d_bias: Vec<f32>,
-    /// A block's hidden rows, gathered, and its logits: reused from block to block.
+    /// A block's hidden rows, gathered, its logits and its hidden gradient: reused from
+    /// block to block.
     block_hidden: Vec<f32>,
     logits: Vec<f32>,
+    block_d_hidden: Vec<f32>,
 }
 
-impl Part {
-    fn new([_, h, v]: [usize; 3], gradients: bool) -> Self {
+impl<'a> Part<'a> {
+    fn new(
+        [_, h, v]: [usize; 3],
+        gradients: bool,
+        d_hidden: &'a mut [f32],
+        first_row: usize,
+    ) -> Self {
         let sized = |len: usize| match gradients {
             true => vec![0.0f32; len],
             false => Vec::new(),
         };
         Self {
+            gradients,
             loss: 0.0,
-            rows: Vec::new(),
-            d_hidden: Vec::new(),
+            d_hidden,
+            first_row,
             d_weight: sized(h * v),
             d_bias: sized(v),
             block_hidden: Vec::with_capacity(BLOCK_ROWS * h),
             logits: Vec::with_capacity(BLOCK_ROWS * v),
+            block_d_hidden: sized(BLOCK_ROWS * h),
         }
     }
 
     /// Adds one block of rows' loss and, with gradients, their gradients.
-    fn block(&mut self, p: &Problem, rows: &[usize], gradients: bool) {
+    fn block(&mut self, p: &Problem, rows: &[usize]) {
         let [_, h, v] = p.dims;
         let n = rows.len();
+        let gradients = self.gradients;
         self.block_hidden.clear();
         self.logits.clear();
         for &r in rows {
@@ -172,15 +184,17 @@ impl Part {
             return;
         }
         let d_logits = Operand::rows(&self.logits, v);
-        let start = self.d_hidden.len();
-        self.d_hidden.resize(start + n * h, 0.0);
+        let d_hidden = &mut self.block_d_hidden[..n * h];
         matmul_on_this_thread(
-            &mut self.d_hidden[start..],
+            d_hidden,
             [n, h, v],
             d_logits,
             Operand::transposed(p.weight, v),
             false,
         );
+        for (&r, g) in rows.iter().zip(d_hidden.chunks_exact(h)) {
+            self.d_hidden[(r - self.first_row) * h..][..h].copy_from_slice(g);
+        }
         matmul_on_this_thread(
             &mut self.d_weight,
             [h, v, n],
@@ -188,7 +202,6 @@ impl Part {
             d_logits,
             true,
         );
-        self.rows.extend_from_slice(rows);
     }
 }
 
@@ -229,48 +242,66 @@ impl Vectorised for RowLosses<'_> {
 }
 
 /// The weighted loss of `p` and, with `gradients`, the gradients of hidden, weight and bias.
-/// The rows of non-zero weight are cut into blocks and the blocks shared among the cores in
-/// fixed contiguous runs, so the sums come out the same in every run on the same machine.
+/// The rows of non-zero weight are shared among the cores in equal contiguous runs, each cut
+/// into blocks of equal size; the parts are added in a fixed order, so the sums come out the
+/// same in every run on the same machine.
 fn fused(p: &Problem, gradients: bool) -> (f32, Option<[Vec<f32>; 3]>) {
     let [n, h, v] = p.dims;
     let rows: Vec<usize> = (0..n).filter(|&r| p.weights[r] != 0.0).collect();
-    let blocks: Vec<&[usize]> = rows.chunks(BLOCK_ROWS).collect();
     let workers = match n * v > PARALLEL {
-        true => rayon::current_num_threads().clamp(1, blocks.len().max(1)),
+        true => rayon::current_num_threads().clamp(1, rows.len().div_ceil(BLOCK_ROWS).max(1)),
         false => 1,
     };
-    let run = |blocks: &[&[usize]]| {
-        let mut part = Part::new(p.dims, gradients);
-        for rows in blocks {
-            part.block(p, rows, gradients);
+    let runs: Vec<&[usize]> = (0..workers)
+        .map(|w| &rows[w * rows.len() / workers..(w + 1) * rows.len() / workers])
+        .collect();
+    // Each worker writes the hidden gradient's rows from its first row (the first worker:
+    // row 0) up to the next worker's first; padding rows stay zero.
+    let mut d_hidden = vec![0.0f32; if gradients { n * h } else { 0 }];
+    let mut regions = Vec::with_capacity(workers);
+    let mut rest = &mut d_hidden[..];
+    for (w, run) in runs.iter().enumerate() {
+        let first = if w == 0 { 0 } else { run[0] };
+        let end = runs.get(w + 1).map_or(n, |next| next[0]);
+        let len = if gradients { (end - first) * h } else { 0 };
+        let (region, tail) = std::mem::take(&mut rest).split_at_mut(len);
+        rest = tail;
+        regions.push((*run, region, first));
+    }
+    let run = |(run, region, first): (&[usize], &mut [f32], usize)| {
+        let mut part = Part::new(p.dims, gradients, region, first);
+        let size = run
+            .len()
+            .div_ceil(run.len().div_ceil(BLOCK_ROWS).max(1))
+            .max(1);
+        for block in run.chunks(size) {
+            part.block(p, block);
         }
-        part
+        (part.loss, part.d_weight, part.d_bias)
     };
-    let per_worker = blocks.len().div_ceil(workers).max(1);
-    let parts: Vec<Part> = match workers {
-        1 => vec![run(&blocks)],
-        _ => blocks.par_chunks(per_worker).map(run).collect(),
+    let parts: Vec<(f64, Vec<f32>, Vec<f32>)> = match workers {
+        1 => regions.into_iter().map(run).collect(),
+        _ => regions.into_par_iter().map(run).collect(),
     };
-    let loss = parts.iter().map(|part| part.loss).sum::<f64>() as f32;
+    let loss = parts.iter().map(|part| part.0).sum::<f64>() as f32;
     if !gradients {
         return (loss, None);
     }
-    let mut d_hidden = vec![0.0f32; n * h];
-    let (mut d_weight, mut d_bias) = (vec![0.0f32; h * v], vec![0.0f32; v]);
-    for part in &parts {
-        for (&r, g) in part.rows.iter().zip(part.d_hidden.chunks_exact(h)) {
-            d_hidden[r * h..(r + 1) * h].copy_from_slice(g);
-        }
-        d_weight
-            .iter_mut()
-            .zip(&part.d_weight)
-            .for_each(|(s, x)| *s += x);
-        d_bias
-            .iter_mut()
-            .zip(&part.d_bias)
-            .for_each(|(s, x)| *s += x);
+    let mut parts = parts.into_iter();
+    let (_, mut d_weight, mut d_bias) = parts.next().expect("one worker at least");
+    for (_, part_weight, part_bias) in parts {
+        add(&mut d_weight, &part_weight);
+        add(&mut d_bias, &part_bias);
     }
     (loss, Some([d_hidden, d_weight, d_bias]))
+}
+
+/// `sum += part`, in pieces shared among the cores.
+fn add(sum: &mut [f32], part: &[f32]) {
+    const PIECE: usize = 1 << 14;
+    sum.par_chunks_mut(PIECE)
+        .zip(part.par_chunks(PIECE))
+        .for_each(|(s, x)| s.iter_mut().zip(x).for_each(|(s, x)| *s += x));
 }
 
 impl CrossEntropyKernels for Flex {
@@ -434,8 +465,8 @@ mod tests {
 
     #[test]
     fn loss_and_gradients_match_the_stock_path() {
-        // One block on the calling thread; several blocks shared among the cores.
-        for dims in [[37, 16, 1000], [300, 16, 1000]] {
+        // One block on the calling thread; a block per core; several blocks per core.
+        for dims in [[37, 16, 1000], [300, 16, 1000], [700, 16, 200]] {
             for padded in [false, true] {
                 let [fused, stock] = losses_and_gradients(dims, padded);
                 let what = [
