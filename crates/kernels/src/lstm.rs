@@ -251,28 +251,45 @@ impl Shares {
     }
 }
 
-/// Runs `run` on each share's part: on the calling thread for one share, else in parallel.
-fn each_share<P: Send>(parts: Vec<P>, run: impl Fn(P) + Sync + Send) {
+/// Runs `run` on each share's part: on the calling thread for one share, else in parallel;
+/// the results in the shares' order.
+fn each_share<P: Send, R: Send>(parts: Vec<P>, run: impl Fn(P) -> R + Sync + Send) -> Vec<R> {
     match parts.len() {
-        1 => parts.into_iter().for_each(run),
-        _ => parts.into_par_iter().for_each(run),
+        1 => parts.into_iter().map(run).collect(),
+        _ => parts.into_par_iter().map(run).collect(),
     }
 }
 
-/// One share's part of the forward pass: `gates [T, rows, 4H]` hold the input projections
-/// and become the activations; `h` and `c` `[T + 1, rows, H]` hold the starting states and
-/// receive every step's.
+/// One share's part of the forward pass: from the input `x [T, rows, E]`, `gates
+/// [T, rows, 4H]` receive the input projections and become the activations; `h` and `c`
+/// `[T + 1, rows, H]` hold the starting states and receive every step's.
 struct ForwardShare<'a> {
+    x: &'a [f32],
     gates: &'a mut [f32],
     h: &'a mut [f32],
     c: &'a mut [f32],
     rows: usize,
 }
 
+/// The weights of a forward pass, row-major: `w_ih [E, 4H]`, `w_hh [H, 4H]`, `bias [4H]`.
+struct ForwardWeights<'a> {
+    w_ih: &'a [f32],
+    w_hh: &'a [f32],
+    bias: &'a [f32],
+}
+
 impl ForwardShare<'_> {
-    /// The recurrence over every step.
-    fn run(self, w_hh: &[f32], hd: usize, product: Product) {
-        let (rows, g4) = (self.rows, 4 * hd);
+    /// The input projection of every step at once, bias included, then the recurrence over
+    /// every step.
+    fn run(self, weights: &ForwardWeights, product: Product) {
+        let g4 = weights.bias.len();
+        let (rows, hd, e) = (self.rows, g4 / 4, weights.w_ih.len() / g4);
+        self.gates
+            .chunks_exact_mut(g4)
+            .for_each(|row| row.copy_from_slice(weights.bias));
+        let (x, w_ih) = (Operand::rows(self.x, e), Operand::rows(weights.w_ih, g4));
+        product(self.gates, [self.x.len() / e, g4, e], x, w_ih, true);
+        let w_hh = weights.w_hh;
         for (ti, step) in self.gates.chunks_exact_mut(rows * g4).enumerate() {
             let (h_prev, h_next) =
                 self.h[ti * rows * hd..(ti + 2) * rows * hd].split_at_mut(rows * hd);
@@ -291,24 +308,39 @@ impl ForwardShare<'_> {
 }
 
 /// One share's part of the backward pass: from the `[T, rows, 4H]` activations, the
-/// `[T + 1, rows, H]` cell states and the output's gradient `[rows, T + 1, H]`, the gates'
-/// gradients `[T, rows, 4H]`, with `dh` and `dc` `[rows, H]` carried from the last step to
-/// the first.
+/// `[T + 1, rows, H]` hidden and cell states, the input `x [T, rows, E]` and the output's
+/// gradient `[rows, T + 1, H]`, the gates' gradients `[T, rows, 4H]`, with `dh` and `dc`
+/// `[rows, H]` carried from the last step to the first, then the input's gradient `dx
+/// [T, rows, E]`.
 struct BackwardShare<'a> {
     gates: &'a [f32],
+    h: &'a [f32],
     c: &'a [f32],
+    x: &'a [f32],
     grad: &'a [f32],
     d_gates: &'a mut [f32],
     dh: &'a mut [f32],
     dc: &'a mut [f32],
+    dx: &'a mut [f32],
     rows: usize,
 }
 
+/// The weights of a backward pass: `w_hh [H, 4H]` row-major, w_hhᵀ row-major where the
+/// recurrent products use it (else they take dot products with `w_hh`'s rows), and w_ihᵀ
+/// `[4H, E]` row-major.
+struct BackwardWeights<'a> {
+    w_hh: &'a [f32],
+    w_hh_t: Option<&'a [f32]>,
+    w_ih_t: &'a [f32],
+}
+
 impl BackwardShare<'_> {
-    /// The recurrence over every step in reverse; `w_hh_t` is w_hhᵀ row-major where the
-    /// products use it, else they take dot products with `w_hh`'s rows.
-    fn run(self, w_hh: &[f32], w_hh_t: Option<&[f32]>, hd: usize, product: Product) {
-        let (rows, g4) = (self.rows, 4 * hd);
+    /// The recurrence over every step in reverse, then the input's gradient and this share's
+    /// part of the gradients of w_ih, w_hh and the bias, over all its steps at once.
+    fn run(self, weights: &BackwardWeights, product: Product) -> [Vec<f32>; 3] {
+        let (rows, hd) = (self.rows, self.dh.len() / self.rows);
+        let g4 = 4 * hd;
+        let e = weights.w_ih_t.len() / g4;
         let t = self.d_gates.len() / (rows * g4);
         let mut scratch = vec![0.0f32; 2 * hd];
         for ti in (0..t).rev() {
@@ -327,7 +359,7 @@ impl BackwardShare<'_> {
                 scratch: &mut scratch,
             });
             // dh for the step before: dG · w_hhᵀ.
-            match w_hh_t {
+            match weights.w_hh_t {
                 Some(w_hh_t) => {
                     let (d_m, w_hh_t) = (Operand::rows(step, g4), Operand::rows(w_hh_t, hd));
                     product(self.dh, [rows, hd, g4], d_m, w_hh_t, false);
@@ -335,11 +367,27 @@ impl BackwardShare<'_> {
                 None => widest_vectors(RowDots {
                     out: self.dh,
                     rows: step,
-                    weights: w_hh,
+                    weights: weights.w_hh,
                     k: g4,
                 }),
             }
         }
+        let d_gates = Operand::rows(self.d_gates, g4);
+        let (w_ih_t, n) = (Operand::rows(weights.w_ih_t, e), t * rows);
+        product(self.dx, [n, e, g4], d_gates, w_ih_t, false);
+        // inputᵀ · dG for an input of `width` features per row; the hidden states' last step
+        // feeds no gate.
+        let weight_grad = |input: &[f32], width: usize| {
+            let mut dw = vec![0.0f32; width * g4];
+            let input_t = Operand::transposed(&input[..n * width], width);
+            product(&mut dw, [width, g4, n], input_t, d_gates, false);
+            dw
+        };
+        let mut db = vec![0.0f32; g4];
+        for row in self.d_gates.chunks_exact(g4) {
+            db.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+        }
+        [weight_grad(self.x, e), weight_grad(self.h, hd), db]
     }
 }
 
@@ -511,13 +559,7 @@ impl LstmKernels for Flex {
                     .copy_from_slice(&x_bt[(bi * t + ti) * e..][..e]);
             }
         }
-        // Input projection of every step at once, bias included.
         let mut gates = vec![0.0f32; t * b * g4];
-        gates
-            .chunks_exact_mut(g4)
-            .for_each(|row| row.copy_from_slice(&bias));
-        let (xs_m, w_ih_m) = (Operand::rows(&xs, e), Operand::rows(&w_ih, g4));
-        matmul(&mut gates, [t * b, g4, e], xs_m, w_ih_m, true);
         let mut h = vec![0.0f32; (t + 1) * b * hd];
         let mut c = vec![0.0f32; (t + 1) * b * hd];
         let (h0, c0) = (floats(h0), floats(c0));
@@ -528,13 +570,25 @@ impl LstmKernels for Flex {
         }
         let product = shares.product();
         let parts = shares
-            .split_mut(&mut gates, t, g4)
+            .split(&xs, t, e)
             .into_iter()
+            .zip(shares.split_mut(&mut gates, t, g4))
             .zip(shares.split_mut(&mut h, t + 1, hd))
             .zip(shares.split_mut(&mut c, t + 1, hd))
             .zip(shares.sizes())
-            .map(|(((gates, h), c), rows)| ForwardShare { gates, h, c, rows });
-        each_share(parts.collect(), |share| share.run(&w_hh, hd, product));
+            .map(|((((x, gates), h), c), rows)| ForwardShare {
+                x,
+                gates,
+                h,
+                c,
+                rows,
+            });
+        let weights = ForwardWeights {
+            w_ih: &w_ih,
+            w_hh: &w_hh,
+            bias: &bias,
+        };
+        each_share(parts.collect(), |share| share.run(&weights, product));
         // Packed output [B, T + 1, H]: every step's h, then the last c.
         let mut out = vec![0.0f32; b * (t + 1) * hd];
         for bi in 0..b {
@@ -577,54 +631,50 @@ impl LstmKernels for Flex {
         // library packs fastest (a transposed operand costs it about twice the time at these
         // sizes). A small batch takes dot products with w_hh's rows as they lie.
         let w_hh_t = (b / shares.count() > ROW_BY_ROW).then(|| transpose(&w_hh, hd, g4));
-        let product = shares.product();
+        let w_ih_t = transpose(&w_ih, e, g4);
+        let weights = BackwardWeights {
+            w_hh: &w_hh,
+            w_hh_t: w_hh_t.as_deref(),
+            w_ih_t: &w_ih_t,
+        };
+        let mut dxs = vec![0.0f32; t * b * e];
         let kept = shares
             .split(gates, t, g4)
             .into_iter()
+            .zip(shares.split(h, t + 1, hd))
             .zip(shares.split(c, t + 1, hd))
+            .zip(shares.split(&saved.x, t, e))
             .zip(shares.split(&grad, t + 1, hd));
-        let parts = kept
-            .zip(shares.split_mut(&mut d_gates, t, g4))
+        let written = shares
+            .split_mut(&mut d_gates, t, g4)
+            .into_iter()
             .zip(shares.split_mut(&mut dh, 1, hd))
             .zip(shares.split_mut(&mut dc, 1, hd))
-            .zip(shares.sizes())
-            .map(
-                |((((((gates, c), grad), d_gates), dh), dc), rows)| BackwardShare {
-                    gates,
-                    c,
-                    grad,
-                    d_gates,
-                    dh,
-                    dc,
-                    rows,
-                },
-            );
-        each_share(parts.collect(), |share| {
-            share.run(&w_hh, w_hh_t.as_deref(), hd, product)
-        });
-        // Weight, bias and input gradients over all steps at once, a product per share.
-        // inputᵀ · dG for an input of `width` features per row and `steps` steps per share,
-        // of which the first `t` count.
-        let weight_grad = |input: &[f32], width: usize, steps: usize| {
-            let mut dw = vec![0.0f32; width * g4];
-            let inputs = shares.split(input, steps, width);
-            let parts = inputs.iter().zip(shares.split(&d_gates, t, g4));
-            for ((input, d), rows) in parts.zip(shares.sizes()) {
-                let (input_t, d_m) = (Operand::transposed(input, width), Operand::rows(d, g4));
-                matmul(&mut dw, [width, g4, t * rows], input_t, d_m, true);
+            .zip(shares.split_mut(&mut dxs, t, e));
+        let parts = kept.zip(written).zip(shares.sizes()).map(
+            |((((((gates, h), c), x), grad), (((d_gates, dh), dc), dx)), rows)| BackwardShare {
+                gates,
+                h,
+                c,
+                x,
+                grad,
+                d_gates,
+                dh,
+                dc,
+                dx,
+                rows,
+            },
+        );
+        let product = shares.product();
+        // Each share's weight gradients, added in the shares' order.
+        let mut sums =
+            each_share(parts.collect(), |share| share.run(&weights, product)).into_iter();
+        let [mut dw_ih, mut dw_hh, mut db] = sums.next().expect("one share at least");
+        for share in sums {
+            for (sum, part) in [&mut dw_ih, &mut dw_hh, &mut db].into_iter().zip(share) {
+                sum.iter_mut().zip(part).for_each(|(s, x)| *s += x);
             }
-            dw
-        };
-        let dw_hh = weight_grad(h, hd, t + 1);
-        let dw_ih = weight_grad(&saved.x, e, t);
-        let mut db = vec![0.0f32; g4];
-        for row in d_gates.chunks_exact(g4) {
-            db.iter_mut().zip(row).for_each(|(s, v)| *s += v);
         }
-        let mut dxs = vec![0.0f32; t * b * e];
-        let w_ih_t = transpose(&w_ih, e, g4);
-        let (d_m, w_ih_t) = (Operand::rows(&d_gates, g4), Operand::rows(&w_ih_t, e));
-        matmul(&mut dxs, [t * b, e, g4], d_m, w_ih_t, false);
         let mut dx = vec![0.0f32; b * t * e];
         for bi in 0..b {
             for ti in 0..t {
