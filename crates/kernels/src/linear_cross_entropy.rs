@@ -102,8 +102,9 @@ const PARALLEL: usize = 1 << 16;
 /// The sizes and inputs of one loss, as plain buffers.
 struct Problem<'a> {
     hidden: &'a [f32],
+    /// The output layer's weight `[H, V]` with its bias as one more row, `[H + 1, V]`: the
+    /// products then add the bias (and sum its gradient) for a hidden row extended by a 1.
     weight: &'a [f32],
-    bias: &'a [f32],
     targets: &'a [i64],
     weights: &'a [f32],
     /// Rows, hidden width, vocabulary.
@@ -119,12 +120,11 @@ struct Part<'a> {
     d_hidden: &'a mut [f32],
     /// The index of `d_hidden`'s first row.
     first_row: usize,
-    /// `[H, V]`, empty without gradients.
+    /// `[H + 1, V]`, the weight's gradient and the bias's as its last row; empty without
+    /// gradients.
     d_weight: Vec<f32>,
-    /// `[V]`, empty without gradients.
-    d_bias: Vec<f32>,
-    /// A block's hidden rows, gathered, its logits and its hidden gradient: reused from
-    /// block to block.
+    /// A block's hidden rows, gathered and each extended by a 1, its logits and its hidden
+    /// gradient: reused from block to block.
     block_hidden: Vec<f32>,
     logits: Vec<f32>,
     block_d_hidden: Vec<f32>,
@@ -146,10 +146,9 @@ impl<'a> Part<'a> {
             loss: 0.0,
             d_hidden,
             first_row,
-            d_weight: sized(h * v),
-            d_bias: sized(v),
-            block_hidden: Vec::with_capacity(BLOCK_ROWS * h),
-            logits: Vec::with_capacity(BLOCK_ROWS * v),
+            d_weight: sized((h + 1) * v),
+            block_hidden: Vec::with_capacity(BLOCK_ROWS * (h + 1)),
+            logits: vec![0.0f32; BLOCK_ROWS * v],
             block_d_hidden: sized(BLOCK_ROWS * h),
         }
     }
@@ -160,30 +159,30 @@ impl<'a> Part<'a> {
         let n = rows.len();
         let gradients = self.gradients;
         self.block_hidden.clear();
-        self.logits.clear();
         for &r in rows {
             self.block_hidden
                 .extend_from_slice(&p.hidden[r * h..(r + 1) * h]);
-            self.logits.extend_from_slice(p.bias);
+            self.block_hidden.push(1.0);
         }
-        let hidden = Operand::rows(&self.block_hidden, h);
+        let logits = &mut self.logits[..n * v];
+        let hidden = Operand::rows(&self.block_hidden, h + 1);
         matmul_on_this_thread(
-            &mut self.logits,
-            [n, v, h],
+            logits,
+            [n, v, h + 1],
             hidden,
             Operand::rows(p.weight, v),
-            true,
+            false,
         );
         self.loss += widest_vectors(RowLosses {
-            logits: &mut self.logits,
+            logits,
             rows,
             problem: p,
-            d_bias: gradients.then_some(&mut self.d_bias[..]),
+            gradients,
         });
         if !gradients {
             return;
         }
-        let d_logits = Operand::rows(&self.logits, v);
+        let d_logits = Operand::rows(&self.logits[..n * v], v);
         let d_hidden = &mut self.block_d_hidden[..n * h];
         matmul_on_this_thread(
             d_hidden,
@@ -197,8 +196,8 @@ impl<'a> Part<'a> {
         }
         matmul_on_this_thread(
             &mut self.d_weight,
-            [h, v, n],
-            Operand::transposed(&self.block_hidden, h),
+            [h + 1, v, n],
+            Operand::transposed(&self.block_hidden, h + 1),
             d_logits,
             true,
         );
@@ -206,20 +205,19 @@ impl<'a> Part<'a> {
 }
 
 /// A block's logits turned into its weighted loss and, with gradients, in place into
-/// `weight * (softmax - one_hot)`, the loss's gradient with respect to them, which is also
-/// added to the bias gradient `d_bias` while the row is in cache.
+/// `weight * (softmax - one_hot)`, the loss's gradient with respect to them.
 struct RowLosses<'a> {
     logits: &'a mut [f32],
     rows: &'a [usize],
     problem: &'a Problem<'a>,
-    d_bias: Option<&'a mut [f32]>,
+    gradients: bool,
 }
 
 impl Vectorised for RowLosses<'_> {
     type Output = f64;
 
     #[inline(always)]
-    fn run(mut self) -> f64 {
+    fn run(self) -> f64 {
         let v = self.problem.dims[2];
         let mut loss = 0.0f64;
         for (row, &r) in self.logits.chunks_exact_mut(v).zip(self.rows) {
@@ -227,14 +225,10 @@ impl Vectorised for RowLosses<'_> {
             let target = row[t];
             let (max, sum) = exp_in_place(row);
             loss += f64::from(w * (max + sum.ln() - target));
-            if let Some(d_bias) = self.d_bias.as_deref_mut() {
+            if self.gradients {
                 let scale = w / sum;
-                for (x, d) in row.iter_mut().zip(d_bias.iter_mut()) {
-                    *x *= scale;
-                    *d += *x;
-                }
+                row.iter_mut().for_each(|x| *x *= scale);
                 row[t] -= w;
-                d_bias[t] -= w;
             }
         }
         loss
@@ -277,9 +271,9 @@ fn fused(p: &Problem, gradients: bool) -> (f32, Option<[Vec<f32>; 3]>) {
         for block in run.chunks(size) {
             part.block(p, block);
         }
-        (part.loss, part.d_weight, part.d_bias)
+        (part.loss, part.d_weight)
     };
-    let parts: Vec<(f64, Vec<f32>, Vec<f32>)> = match workers {
+    let parts: Vec<(f64, Vec<f32>)> = match workers {
         1 => regions.into_iter().map(run).collect(),
         _ => regions.into_par_iter().map(run).collect(),
     };
@@ -288,11 +282,11 @@ fn fused(p: &Problem, gradients: bool) -> (f32, Option<[Vec<f32>; 3]>) {
         return (loss, None);
     }
     let mut parts = parts.into_iter();
-    let (_, mut d_weight, mut d_bias) = parts.next().expect("one worker at least");
-    for (_, part_weight, part_bias) in parts {
-        add(&mut d_weight, &part_weight);
-        add(&mut d_bias, &part_bias);
+    let (_, mut d_weight) = parts.next().expect("one worker at least");
+    for (_, part) in parts {
+        add(&mut d_weight, &part);
     }
+    let d_bias = d_weight.split_off(h * v);
     (loss, Some([d_hidden, d_weight, d_bias]))
 }
 
@@ -326,16 +320,11 @@ impl CrossEntropyKernels for Flex {
             targets.iter().all(|&t| (0..v as i64).contains(&t)),
             "a target id is outside the {v}-entry output layer"
         );
-        let (hidden, weight, bias, weights) = (
-            floats(hidden),
-            floats(weight),
-            floats(bias),
-            floats(weights),
-        );
+        let (hidden, weights) = (floats(hidden), floats(weights));
+        let weight = [floats(weight), floats(bias)].concat();
         let problem = Problem {
             hidden: &hidden,
             weight: &weight,
-            bias: &bias,
             targets: &targets,
             weights: &weights,
             dims: [n, h, v],
