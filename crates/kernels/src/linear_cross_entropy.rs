@@ -123,11 +123,15 @@ struct Part<'a> {
     /// `[H + 1, V]`, the weight's gradient and the bias's as its last row; empty without
     /// gradients.
     d_weight: Vec<f32>,
-    /// A block's hidden rows, gathered and each extended by a 1, its logits and its hidden
-    /// gradient: reused from block to block.
+    /// A block's hidden rows, gathered and each extended by a 1 `[n, H + 1]`, its logits,
+    /// which become `exp(logit - the row's maximum)`, each row's `weight / the sum of its
+    /// exponentials`, its hidden gradient before the rows are scaled, and its hidden rows
+    /// scaled: reused from block to block.
     block_hidden: Vec<f32>,
     logits: Vec<f32>,
+    scales: Vec<f32>,
     block_d_hidden: Vec<f32>,
+    scaled_hidden: Vec<f32>,
 }
 
 impl<'a> Part<'a> {
@@ -149,15 +153,20 @@ impl<'a> Part<'a> {
             d_weight: sized((h + 1) * v),
             block_hidden: Vec::with_capacity(BLOCK_ROWS * (h + 1)),
             logits: vec![0.0f32; BLOCK_ROWS * v],
+            scales: Vec::with_capacity(BLOCK_ROWS),
             block_d_hidden: sized(BLOCK_ROWS * h),
+            scaled_hidden: Vec::with_capacity(BLOCK_ROWS * (h + 1)),
         }
     }
 
-    /// Adds one block of rows' loss and, with gradients, their gradients.
+    /// Adds one block of rows' loss and, with gradients, their gradients. The gradient of a
+    /// row's logits is `weight * (softmax - one_hot)`, that is `scale * (exponentials - sum *
+    /// one_hot)` with `scale = weight / sum`: the products take the exponentials as they lie
+    /// but for the target's, and the scales are applied to the block's hidden rows and hidden
+    /// gradient (a row each, not a row of the vocabulary each).
     fn block(&mut self, p: &Problem, rows: &[usize]) {
         let [_, h, v] = p.dims;
-        let n = rows.len();
-        let gradients = self.gradients;
+        let (n, k) = (rows.len(), h + 1);
         self.block_hidden.clear();
         for &r in rows {
             self.block_hidden
@@ -173,44 +182,52 @@ impl<'a> Part<'a> {
             Operand::rows(p.weight, v),
             false,
         );
+        self.scales.clear();
         self.loss += widest_vectors(RowLosses {
             logits,
             rows,
             problem: p,
-            gradients,
+            scales: &mut self.scales,
         });
-        if !gradients {
+        if !self.gradients {
             return;
         }
-        let d_logits = Operand::rows(&self.logits[..n * v], v);
+        let exponentials = Operand::rows(&self.logits[..n * v], v);
         let d_hidden = &mut self.block_d_hidden[..n * h];
         matmul_on_this_thread(
             d_hidden,
             [n, h, v],
-            d_logits,
+            exponentials,
             Operand::transposed(p.weight, v),
             false,
         );
-        for (&r, g) in rows.iter().zip(d_hidden.chunks_exact(h)) {
-            self.d_hidden[(r - self.first_row) * h..][..h].copy_from_slice(g);
+        let parts = rows.iter().zip(d_hidden.chunks_exact(h)).zip(&self.scales);
+        for ((&r, d), scale) in parts {
+            let out = &mut self.d_hidden[(r - self.first_row) * h..][..h];
+            out.iter_mut().zip(d).for_each(|(o, d)| *o = scale * d);
+        }
+        self.scaled_hidden.clear();
+        for (row, scale) in self.block_hidden.chunks_exact(k).zip(&self.scales) {
+            self.scaled_hidden.extend(row.iter().map(|x| x * scale));
         }
         matmul_on_this_thread(
             &mut self.d_weight,
-            [h + 1, v, n],
-            Operand::transposed(&self.block_hidden, h + 1),
-            d_logits,
+            [k, v, n],
+            Operand::transposed(&self.scaled_hidden, k),
+            exponentials,
             true,
         );
     }
 }
 
-/// A block's logits turned into its weighted loss and, with gradients, in place into
-/// `weight * (softmax - one_hot)`, the loss's gradient with respect to them.
+/// A block's logits turned into its weighted loss and in place into `exp(logit - the row's
+/// maximum)`, less the exponentials' sum at the target; each row's `weight / that sum` is
+/// pushed onto `scales`.
 struct RowLosses<'a> {
     logits: &'a mut [f32],
     rows: &'a [usize],
     problem: &'a Problem<'a>,
-    gradients: bool,
+    scales: &'a mut Vec<f32>,
 }
 
 impl Vectorised for RowLosses<'_> {
@@ -225,11 +242,8 @@ impl Vectorised for RowLosses<'_> {
             let target = row[t];
             let (max, sum) = exp_in_place(row);
             loss += f64::from(w * (max + sum.ln() - target));
-            if self.gradients {
-                let scale = w / sum;
-                row.iter_mut().for_each(|x| *x *= scale);
-                row[t] -= w;
-            }
+            row[t] -= sum;
+            self.scales.push(w / sum);
         }
         loss
     }
