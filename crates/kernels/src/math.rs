@@ -32,20 +32,29 @@ pub(crate) fn tanh(x: f32) -> f32 {
 /// (libm's `expf` is a call per element). Cephes' polynomial on `[-ln2/2, ln2/2]`. Rounding
 /// to an integer adds and subtracts 1.5 * 2^23, and the integer is read from the sum's bits:
 /// `round` and float-to-int casts are calls or branches on baseline x86-64 and stop the
-/// vectoriser.
+/// vectoriser. The polynomial is in fused multiply-adds: one instruction each in
+/// [`widest_vectors`]' variants, a third fewer instructions than separate products and sums
+/// (Rust never fuses them itself), and the same rounding on every CPU.
 #[inline(always)]
 pub(crate) fn exp(x: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0;
+    // The polynomial's coefficients after the first, highest degree first.
+    const HORNER: [f32; 5] = [
+        1.398_199_9e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        1.666_666_5e-1,
+        0.5,
+    ];
     let x = x.max(-87.0);
-    let shifted = x * std::f32::consts::LOG2_E + ROUND;
+    let shifted = x.mul_add(std::f32::consts::LOG2_E, ROUND);
     let n = shifted - ROUND;
     let exponent = (shifted.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
-    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
-        + 1.666_666_5e-1)
-        * r
-        + 0.5;
-    let y = p * r * r + r + 1.0;
+    let r = n.mul_add(2.121_944_4e-4, n.mul_add(-0.693_359_4, x));
+    let p = HORNER
+        .iter()
+        .fold(1.987_569_1e-4f32, |p, &c| p.mul_add(r, c));
+    let y = p.mul_add(r * r, r) + 1.0;
     // Wrapping arithmetic: the dev profile's overflow checks would add a branch.
     y * f32::from_bits((exponent.wrapping_add(127) << 23) as u32)
 }
