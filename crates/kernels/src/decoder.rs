@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::block_product::{BLOCK, Strides, accumulate};
 use crate::bounded::Bounds;
+use crate::even;
 use crate::half_matrix::{HalfMatrix, Part};
 use crate::lstm::{CellForward, transpose};
 use crate::math::widest_vectors;
@@ -98,9 +99,7 @@ impl LstmDecoder {
     pub fn run<R>(&self, work: impl FnOnce(&mut Session<'_>) -> R) -> R {
         let slots = HelperSlots::take(self.threads - 1);
         let (blocks, threads) = (self.output.blocks(), slots.0 + 1);
-        let shares: Vec<_> = (0..threads)
-            .map(|t| t * blocks / threads..(t + 1) * blocks / threads)
-            .collect();
+        let shares: Vec<_> = even::ranges(blocks, threads).collect();
         let mailboxes: Vec<Mailbox> = shares[1..].iter().map(Mailbox::new).collect();
         std::thread::scope(|scope| {
             let helpers = shares[1..]

@@ -10,6 +10,7 @@ mod autodiff;
 mod block_product;
 pub mod bounded;
 pub mod decoder;
+mod even;
 mod flex_buffers;
 pub mod half_matrix;
 pub mod linear_cross_entropy;

@@ -22,6 +22,7 @@ use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 use crate::autodiff::{HandBackward, record};
+use crate::even;
 use crate::flex_buffers::{floats, linear_bias, tensor};
 use crate::math::{Vectorised, exp_in_place, widest_vectors};
 use crate::matmul::{Operand, matmul_on_this_thread};
@@ -91,8 +92,8 @@ pub fn reference(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
         .neg()
 }
 
-/// Rows per block: the block's logits (128 x 10,000 floats for the textbook model, 5 MB)
-/// stay in cache from their product to their gradient's products.
+/// The most rows in a block: the block's logits (128 x 10,000 floats for the textbook model,
+/// 5 MB) stay in cache from their product to their gradient's products.
 const BLOCK_ROWS: usize = 128;
 
 /// Logits at most this many are handled on the calling thread: waking the thread pool costs
@@ -260,8 +261,8 @@ fn fused(p: &Problem, gradients: bool) -> (f32, Option<[Vec<f32>; 3]>) {
         true => rayon::current_num_threads().clamp(1, rows.len().div_ceil(BLOCK_ROWS).max(1)),
         false => 1,
     };
-    let runs: Vec<&[usize]> = (0..workers)
-        .map(|w| &rows[w * rows.len() / workers..(w + 1) * rows.len() / workers])
+    let runs: Vec<&[usize]> = even::ranges(rows.len(), workers)
+        .map(|run| &rows[run])
         .collect();
     // Each worker writes the hidden gradient's rows from its first row (the first worker:
     // row 0) up to the next worker's first; padding rows stay zero.
@@ -278,11 +279,8 @@ fn fused(p: &Problem, gradients: bool) -> (f32, Option<[Vec<f32>; 3]>) {
     }
     let run = |(run, region, first): (&[usize], &mut [f32], usize)| {
         let mut part = Part::new(p.dims, gradients, region, first);
-        let size = run
-            .len()
-            .div_ceil(run.len().div_ceil(BLOCK_ROWS).max(1))
-            .max(1);
-        for block in run.chunks(size) {
+        let blocks = run.len().div_ceil(BLOCK_ROWS).max(1);
+        for block in run.chunks(run.len().div_ceil(blocks).max(1)) {
             part.block(p, block);
         }
         (part.loss, part.d_weight)

@@ -4,11 +4,14 @@
 //! per time step, each recorded on the autodiff tape. Here the input projection of all time
 //! steps is one matmul, each step is one `[B, H] x [H, 4H]` matmul plus one pass over the
 //! gates, and the backward pass walks the steps in reverse by hand, ending with single
-//! matmuls for the weight and input gradients. The weights stay `nn::Lstm`'s own (the four
+//! matmuls for the weight and input gradients (each of these per share of a large batch,
+//! see `Shares`). The weights stay `nn::Lstm`'s own (the four
 //! gates' transforms are concatenated on the fly), so checkpoints are unchanged and
 //! `nn::Lstm` remains the reference implementation the tests compare against.
 //!
 //! The gate order in the concatenated weights is input, forget, cell (candidate), output.
+
+use std::ops::Range;
 
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::tensor::FloatTensor;
@@ -21,6 +24,7 @@ use rayon::prelude::*;
 
 use crate::autodiff::{HandBackward, record};
 use crate::block_product::{BLOCK, Strides, accumulate};
+use crate::even;
 use crate::flex_buffers::{floats, linear_bias, tensor};
 use crate::math::{Vectorised, dot, sigmoid, tanh, widest_vectors};
 use crate::matmul::{Operand, matmul, matmul_on_this_thread};
@@ -184,34 +188,31 @@ const SHARE_ROWS: usize = 16;
 /// independent), and the layout of the buffers that hold each share's steps together:
 /// `[share][step][row of the share][width]`. With one share that is step-major `[T, B, width]`.
 struct Shares {
-    /// Each share's first row, then the batch size.
-    bounds: Vec<usize>,
+    /// Each share's rows of the batch.
+    rows: Vec<Range<usize>>,
 }
 
 impl Shares {
     fn new(batch: usize) -> Self {
         let n = (batch / SHARE_ROWS).max(1);
         Self {
-            bounds: (0..=n).map(|i| i * batch / n).collect(),
+            rows: even::ranges(batch, n).collect(),
         }
     }
 
     fn count(&self) -> usize {
-        self.bounds.len() - 1
+        self.rows.len()
     }
 
     /// Each share's number of rows.
     fn sizes(&self) -> impl Iterator<Item = usize> + '_ {
-        self.bounds.windows(2).map(|w| w[1] - w[0])
+        self.rows.iter().map(|r| r.len())
     }
 
     /// The buffer row of batch row `row` at `step`, in a buffer of `steps` steps per share.
     fn at(&self, step: usize, row: usize, steps: usize) -> usize {
-        let share = self.bounds.partition_point(|&first| first <= row) - 1;
-        let (first, rows) = (
-            self.bounds[share],
-            self.bounds[share + 1] - self.bounds[share],
-        );
+        let share = &self.rows[self.rows.partition_point(|r| r.end <= row)];
+        let (first, rows) = (share.start, share.len());
         first * steps + step * rows + row - first
     }
 
