@@ -465,6 +465,88 @@ fn score_gives_the_validation_loss_of_the_same_text() {
     assert_eq!(rows[3][0], "total");
 }
 
+/// A text file of recipes written as the model sees them (`Recipe for ... | ...`, one a
+/// line) scores as the same recipes in the run's JSON format do.
+#[test]
+fn score_reads_a_text_file_as_formatted_records() {
+    let dir = scratch("score-text");
+    let (run, _) = trained();
+    let mut spec = data::CorpusSpec::new(e2e::recipes());
+    spec.max_records = Some(30);
+    let texts: Vec<String> = spec
+        .load()
+        .unwrap()
+        .texts
+        .into_iter()
+        .filter(|t| !t.contains('\n'))
+        .take(20)
+        .collect();
+    let lines = dir.join("recipes.txt");
+    std::fs::write(&lines, texts.join("\n")).unwrap();
+    let records: Vec<serde_json::Value> =
+        serde_json::from_str(&data::files::read_text(&e2e::recipes()).unwrap()).unwrap();
+    let same: Vec<&serde_json::Value> = records
+        .iter()
+        .filter(|r| {
+            let text = format!(
+                "Recipe for {} | {}",
+                r["title"].as_str().unwrap_or_default(),
+                r["directions"]
+                    .as_array()
+                    .map(|d| d
+                        .iter()
+                        .filter_map(|x| x.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" "))
+                    .unwrap_or_default()
+            );
+            texts.contains(&text)
+        })
+        .collect();
+    assert_eq!(
+        same.len(),
+        texts.len(),
+        "every line found among the records"
+    );
+    let json = dir.join("recipes.json");
+    std::fs::write(&json, serde_json::to_string(&same).unwrap()).unwrap();
+    let scored = inference(&["score", "--checkpoint", s(run), s(&lines), s(&json)]).unwrap();
+    let rows: Vec<Vec<&str>> = scored.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(rows[1][1..], rows[2][1..], "{scored}");
+    // The same file named without an extension the format says.
+    let plain = dir.join("recipes.lines");
+    std::fs::copy(&lines, &plain).unwrap();
+    let again = inference(&[
+        "score",
+        "--checkpoint",
+        s(run),
+        "--format",
+        "text",
+        s(&plain),
+    ])
+    .unwrap();
+    assert_eq!(
+        again.lines().nth(1).unwrap().split('\t').nth(2),
+        Some(rows[1][2])
+    );
+}
+
+/// A `generate.prompts` entry with no token of the corpus's vocabulary does not stop the run:
+/// the samples start from the corpus's first token instead.
+#[test]
+fn a_prompt_the_vocabulary_cannot_read_falls_back_to_the_first_token() {
+    let (run, summary) = train_small("prompt-fallback", |c| {
+        c.train.epochs = 1;
+        c.generate.prompts = vec!["zqxj vvwk".into()];
+    });
+    assert_eq!(summary.epochs.len(), 1);
+    let samples = std::fs::read_to_string(run.join("samples.txt")).unwrap();
+    assert!(
+        samples.starts_with("epoch 1 | temperature 1 | recipe"),
+        "{samples}"
+    );
+}
+
 /// `train.early_stopping_patience`: a small model that overfits a few records stops once its
 /// validation loss has not improved for two evaluations; `--best` picks the best checkpoint.
 #[test]

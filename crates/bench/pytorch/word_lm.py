@@ -1,8 +1,10 @@
 """The PyTorch reference for `cargo run -p bench -- compare`: the same textbook model
 (Embedding(V, 100) -> LSTM(128) -> Linear(V)), the same masked cross-entropy, Adam with
-Keras's epsilon, on the same batches (read from the file the bench writes), 2 threads, on the
-CPU or (`--device cuda`) a GPU.
-Prints one JSON line: per-step milliseconds, losses, peak RSS and greedy generation speed."""
+Keras's epsilon, on the same batches (read from the file the bench writes), `--threads N`
+threads, on the CPU or (`--device cuda`) a GPU. With `--skip-padding` the output layer and the
+loss take only the rows whose loss weight is not 0, as ours does.
+Prints one JSON line: per-step milliseconds, losses, peak RSS, and generation speed greedy and
+sampled at temperature 0.8, each after one short warm-up generation."""
 
 import argparse
 import json
@@ -64,11 +66,14 @@ def main():
     p.add_argument("--batches", help="the bench's batches.json")
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--gen-tokens", type=int, default=200)
+    p.add_argument("--gen-tokens", type=int, default=2000)
+    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu", help="cpu, or cuda for a GPU")
     p.add_argument("--compile", action="store_true", help="train the model compiled by torch.compile")
+    p.add_argument("--skip-padding", action="store_true",
+                   help="compute the output layer only for the rows whose loss weight is not 0")
     a = p.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(a.threads)
     torch.manual_seed(42)
     if a.memorise:
         result = memorise(a.memorise, 100_000)
@@ -91,9 +96,16 @@ def main():
         targets = torch.from_numpy(rows[1].astype(np.int64)).to(dev)
         weights = torch.from_numpy(rows[2].view(np.float32).copy()).to(dev)
         start = time.perf_counter()
-        logits, _ = step_model(inputs)
-        per_token = F.cross_entropy(logits.view(b * t, v), targets, reduction="none")
-        loss = (per_token * weights).sum() / weights.sum()
+        if a.skip_padding:
+            hidden, _ = step_model.lstm(step_model.embedding(inputs))
+            counted = weights.nonzero().squeeze(1)
+            logits = step_model.output(hidden.reshape(b * t, -1).index_select(0, counted))
+            per_token = F.cross_entropy(logits, targets[counted], reduction="none")
+            loss = (per_token * weights[counted]).sum() / weights.sum()
+        else:
+            logits, _ = step_model(inputs)
+            per_token = F.cross_entropy(logits.view(b * t, v), targets, reduction="none")
+            loss = (per_token * weights).sum() / weights.sum()
         optim.zero_grad(set_to_none=True)
         loss.backward()
         optim.step()
@@ -102,21 +114,42 @@ def main():
             ms.append((time.perf_counter() - start) * 1000.0)
             losses.append(value)
 
-    with torch.no_grad():
-        ids = torch.tensor([[2, 3]], device=dev)
-        start = time.perf_counter()
-        logits, state = model(ids)
-        for _ in range(a.gen_tokens):
-            nxt = logits[:, -1, :].argmax(-1, keepdim=True)
-            logits, state = model(nxt, state)
-        logits.cpu()
-        gen = a.gen_tokens / (time.perf_counter() - start)
-
+    greedy, sampled = generation_speed(model, dev, a.gen_tokens, None), \
+        generation_speed(model, dev, a.gen_tokens, 0.8)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     system = f"PyTorch {torch.__version__}" + (" + torch.compile" if a.compile else "")
+    system += ", padding rows skipped" if a.skip_padding else ""
     system += "" if a.device == "cpu" else f" ({a.device})"
-    print(json.dumps({"system": system, "ms": ms, "losses": losses,
-                      "peak_rss_mib": rss, "gen_tokens_per_s": gen}))
+    print(json.dumps({"system": system, "ms": ms, "losses": losses, "peak_rss_mib": rss,
+                      "gen_tokens": a.gen_tokens, "gen_greedy_tokens_per_s": greedy,
+                      "gen_sampled_tokens_per_s": sampled}))
+
+
+def generate(model, dev, tokens, temperature, rng):
+    """`tokens` ids after the prompt [2, 3], one at a time with the state carried: greedy when
+    `temperature` is None, else drawn from softmax(logits / temperature)."""
+    logits, state = model(torch.tensor([[2, 3]], device=dev))
+    for _ in range(tokens):
+        last = logits[:, -1, :]
+        if temperature is None:
+            nxt = last.argmax(-1, keepdim=True)
+        else:
+            probs = torch.softmax(last / temperature, -1)
+            nxt = torch.multinomial(probs, 1, generator=rng)
+        logits, state = model(nxt, state)
+    logits.cpu()
+
+
+def generation_speed(model, dev, tokens, temperature):
+    """Tokens per second of `generate`, after one short generation as a warm-up (ours prepares
+    its decoder on its first generation in the same way)."""
+    rng = torch.Generator(device=dev)
+    rng.manual_seed(1)
+    with torch.no_grad():
+        generate(model, dev, 1, temperature, rng)
+        start = time.perf_counter()
+        generate(model, dev, tokens, temperature, rng)
+        return tokens / (time.perf_counter() - start)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use inference::{ModelSource, ServeArgs};
 use model::DeviceArgs;
+use model::generation::CheckedPicks;
+use serde::Serialize;
 use serde_json::{Value, json};
+
+use crate::record::{self, Machine};
 
 /// `bench serve` flags.
 #[derive(clap::Args)]
@@ -69,6 +73,7 @@ pub fn run(args: &LoadArgs) -> Result<()> {
         "{} clients for {} s against {what}, {} tokens per request",
         args.clients, args.seconds, args.max_tokens
     );
+    let picks_before = CheckedPicks::now();
     let deadline = Instant::now() + Duration::from_secs_f64(args.seconds);
     let start = Instant::now();
     let results: Vec<(Vec<Answer>, Vec<String>)> = std::thread::scope(|scope| {
@@ -84,7 +89,16 @@ pub fn run(args: &LoadArgs) -> Result<()> {
     let (answers, errors): (Vec<_>, Vec<_>) = results.into_iter().unzip();
     let answers: Vec<Answer> = answers.into_iter().flatten().collect();
     let errors: Vec<String> = errors.into_iter().flatten().collect();
-    print!("{}", report(&answers, errors.len(), elapsed));
+    // The decoder's counts are this process's: known only for a model served here.
+    let picks = args
+        .checkpoint
+        .as_ref()
+        .map(|_| CheckedPicks::now().since(picks_before));
+    let figures = Figures::of(&answers, errors.len(), elapsed, args.clients, picks);
+    let printed = format!("{}\n{what}\n{}", Machine::describe().line(), figures.text());
+    print!("{printed}");
+    let path = record::save("serve", &printed, &figures)?;
+    eprintln!("written to {}", path.display());
     if let Some(first) = errors.first() {
         bail!("{} requests failed; the first: {first}", errors.len());
     }
@@ -163,25 +177,70 @@ fn streamed(agent: &ureq::Agent, url: &str, body: &Value) -> Result<Answer, Stri
     Err("the stream ended without [DONE]".into())
 }
 
-/// The figures as lines of text.
-fn report(answers: &[Answer], errors: usize, seconds: f64) -> String {
-    let tokens: usize = answers.iter().map(|a| a.tokens).sum();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let mut first: Vec<f64> = answers.iter().map(|a| ms(a.first)).collect();
-    let mut last: Vec<f64> = answers.iter().map(|a| ms(a.last)).collect();
-    let line = |name: &str, values: &mut Vec<f64>| {
-        let [p50, p99] = [0.5, 0.99].map(|q| percentile(values, q));
-        format!("{name:<13} p50 {p50:>8.1} ms   p99 {p99:>8.1} ms\n")
-    };
-    format!(
-        "requests      {:>8}   {:>8.1} /s\ntokens        {:>8}   {:>8.1} /s\n{}{}errors        {errors:>8}\n",
-        answers.len(),
-        answers.len() as f64 / seconds,
-        tokens,
-        tokens as f64 / seconds,
-        line("first token", &mut first),
-        line("whole answer", &mut last),
-    )
+/// What a load run measured.
+#[derive(Serialize)]
+struct Figures {
+    clients: usize,
+    seconds: f64,
+    requests: usize,
+    tokens: usize,
+    first_token_ms: [f64; 2],
+    whole_answer_ms: [f64; 2],
+    errors: usize,
+    /// The CPU decoder's picks during the run (a model served in this process only).
+    picks: Option<CheckedPicks>,
+}
+
+impl Figures {
+    fn of(
+        answers: &[Answer],
+        errors: usize,
+        seconds: f64,
+        clients: usize,
+        picks: Option<CheckedPicks>,
+    ) -> Self {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let mut first: Vec<f64> = answers.iter().map(|a| ms(a.first)).collect();
+        let mut last: Vec<f64> = answers.iter().map(|a| ms(a.last)).collect();
+        let p50_p99 = |values: &mut Vec<f64>| [0.5, 0.99].map(|q| percentile(values, q));
+        Self {
+            clients,
+            seconds,
+            requests: answers.len(),
+            tokens: answers.iter().map(|a| a.tokens).sum(),
+            first_token_ms: p50_p99(&mut first),
+            whole_answer_ms: p50_p99(&mut last),
+            errors,
+            picks,
+        }
+    }
+
+    /// The figures as lines of text.
+    fn text(&self) -> String {
+        let line = |name: &str, [p50, p99]: [f64; 2]| {
+            format!("{name:<13} p50 {p50:>8.1} ms   p99 {p99:>8.1} ms\n")
+        };
+        let mut out = format!(
+            "clients       {:>8}\nrequests      {:>8}   {:>8.1} /s\ntokens        {:>8}   {:>8.1} /s\n{}{}errors        {:>8}\n",
+            self.clients,
+            self.requests,
+            self.requests as f64 / self.seconds,
+            self.tokens,
+            self.tokens as f64 / self.seconds,
+            line("first token", self.first_token_ms),
+            line("whole answer", self.whole_answer_ms),
+            self.errors,
+        );
+        if let Some(p) = self.picks.filter(|p| p.picks > 0) {
+            out.push_str(&format!(
+                "decoder picks {:>8}, {} ({:.1}%) from the full-precision logits (the half-precision bound left them open)\n",
+                p.picks,
+                p.full_precision,
+                100.0 * p.full_precision as f64 / p.picks as f64,
+            ));
+        }
+        out
+    }
 }
 
 /// The `q` quantile of `values` (nearest rank), or NaN when there are none.

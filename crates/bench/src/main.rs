@@ -7,16 +7,19 @@ mod load;
 mod ours;
 mod peak;
 mod pytorch;
+mod record;
 mod report;
 mod scale;
 mod shared_data;
+mod work;
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use model::Matmul;
 use ours::Row;
+use pytorch::Variant;
+use work::Work;
 
 /// Speed figures for the LSTM language model.
 #[derive(Parser)]
@@ -65,7 +68,7 @@ struct CompareArgs {
     /// Add a row for our step on wgpu's preferred adapter (build with `--features wgpu`).
     #[arg(long)]
     wgpu: bool,
-    /// Where PyTorch runs: `cpu` (2 threads), or `cuda` for the GPU figures beside `--wgpu`.
+    /// Where PyTorch runs: `cpu`, or `cuda` for the GPU figures beside `--wgpu`.
     #[arg(long, default_value = "cpu")]
     pytorch_device: String,
     /// Rounds of (ours, PyTorch); each round starts fresh processes.
@@ -74,6 +77,13 @@ struct CompareArgs {
     /// Timed training steps per process (after one warm-up step).
     #[arg(long)]
     steps: Option<usize>,
+    /// Tokens each system generates for each generation figure (after a warm-up generation).
+    #[arg(long, default_value_t = 2000)]
+    gen_tokens: usize,
+    /// CPU threads for every system (each process runs on the first N CPUs with N pool
+    /// threads); default: every CPU of this machine.
+    #[arg(long)]
+    threads: Option<usize>,
     /// A Python with torch and numpy; default: `$BENCH_PYTHON`, else a virtual environment in
     /// target/bench-venv, created on first use (PyPI's torch wheel is a 2.8 GB download).
     #[arg(long)]
@@ -85,6 +95,11 @@ struct MemoriseArgs {
     /// As for `compare`.
     #[arg(long)]
     python: Option<PathBuf>,
+}
+
+/// Every CPU this process may run on.
+fn machine_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 fn main() -> std::process::ExitCode {
@@ -111,59 +126,57 @@ fn compare(args: &CompareArgs) -> Result<()> {
         true => (args.rounds.unwrap_or(2), args.steps.unwrap_or(4)),
         false => (args.rounds.unwrap_or(4), args.steps.unwrap_or(8)),
     };
+    let work = Work {
+        steps,
+        gen_tokens: args.gen_tokens,
+        threads: args.threads.unwrap_or_else(machine_threads),
+    };
     let python = match args.no_pytorch {
         true => None,
         false => Some(pytorch::python(args.python.as_deref())?),
     };
     let batches = shared_data::prepare(steps + 1)?;
-    let openblas = match kernels::matmul::select(Matmul::Openblas) {
-        Ok(_) => true,
-        Err(e) => {
-            eprintln!("no OpenBLAS row: {e}");
-            false
-        }
-    };
     eprintln!("measuring this machine's matrix-product peak");
-    let limit = peak::Limit::measure(&batches)?;
+    let limit = peak::Limit::measure(&batches, work.threads)?;
     let mut runs = Vec::new();
     for round in 1..=rounds {
         eprintln!("round {round}/{rounds}: ours");
-        runs.push(ours::spawn(&batches, steps, Row::Ours)?);
-        if openblas {
-            eprintln!("round {round}/{rounds}: ours with OpenBLAS");
-            runs.push(ours::spawn(&batches, steps, Row::OursOpenblas)?);
-        }
+        runs.push(ours::spawn(&batches, &work, Row::Ours)?);
         if let Some(python) = &python {
-            eprintln!("round {round}/{rounds}: PyTorch");
-            runs.push(pytorch::spawn(
-                python,
-                &batches,
-                steps,
-                &args.pytorch_device,
-                false,
-            )?);
+            let mut variants = vec![Variant::Plain, Variant::PaddingSkipped];
             if args.pytorch_compile {
-                eprintln!("round {round}/{rounds}: PyTorch + torch.compile");
+                variants.push(Variant::Compiled);
+            }
+            for variant in variants {
+                eprintln!("round {round}/{rounds}: PyTorch ({variant:?})");
                 runs.push(pytorch::spawn(
                     python,
                     &batches,
-                    steps,
+                    &work,
                     &args.pytorch_device,
-                    true,
+                    variant,
                 )?);
             }
         }
         if !args.no_stock {
             eprintln!("round {round}/{rounds}: stock Burn");
-            runs.push(ours::spawn(&batches, steps, Row::Stock)?);
+            runs.push(ours::spawn(&batches, &work, Row::Stock)?);
         }
         if args.wgpu {
             eprintln!("round {round}/{rounds}: ours on wgpu");
-            runs.push(ours::spawn(&batches, steps, Row::Wgpu)?);
+            runs.push(ours::spawn(&batches, &work, Row::Wgpu)?);
         }
     }
-    print!("{}", report::table(&batches, &runs));
-    print!("{}", limit.report(&runs));
+    let printed = format!(
+        "{}\n{}{}",
+        record::Machine::describe().line(),
+        report::table(&batches, &work, &runs),
+        limit.report(&runs)
+    );
+    print!("{printed}");
+    let results = serde_json::json!({"work": work, "limit": limit.json(), "runs": runs});
+    let path = record::save("compare", &printed, &results)?;
+    eprintln!("written to {}", path.display());
     Ok(())
 }
 
@@ -172,7 +185,20 @@ fn memorise(args: &MemoriseArgs) -> Result<()> {
     eprintln!("ours: configs/ai-applications.toml");
     let ours = ours::memorise()?;
     eprintln!("PyTorch: the same model, data and target");
-    let theirs = pytorch::memorise(&python)?;
-    print!("{}", report::memorise_table(&[ours, theirs]));
+    // Ours runs in this process, on every CPU; PyTorch gets as many threads.
+    let work = Work {
+        steps: 0,
+        gen_tokens: 0,
+        threads: machine_threads(),
+    };
+    let runs = [ours, pytorch::memorise(&python, &work)?];
+    let printed = format!(
+        "{}\n{}",
+        record::Machine::describe().line(),
+        report::memorise_table(&runs)
+    );
+    print!("{printed}");
+    let path = record::save("memorise", &printed, &runs)?;
+    eprintln!("written to {}", path.display());
     Ok(())
 }

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use train::step::{optimizer, train_step};
 
 use crate::shared_data::SharedData;
+use crate::work::Work;
 
 /// Arguments of the internal `ours` subcommand.
 #[derive(clap::Args)]
@@ -27,7 +28,7 @@ pub struct OursArgs {
     /// Timed steps after one warm-up step.
     #[arg(long)]
     steps: usize,
-    /// Tokens to generate greedily for the generation figure.
+    /// Tokens to generate for the generation figures, greedy and sampled.
     #[arg(long, default_value_t = 2000)]
     gen_tokens: usize,
     /// Backend and wgpu adapter (default: flex).
@@ -52,8 +53,12 @@ pub struct Measured {
     pub losses: Vec<f64>,
     /// Peak resident memory of the process.
     pub peak_rss_mib: f64,
+    /// Tokens generated for each generation figure (after a warm-up generation).
+    pub gen_tokens: usize,
     /// Greedy generation, one token at a time with the state carried.
-    pub gen_tokens_per_s: f64,
+    pub gen_greedy_tokens_per_s: f64,
+    /// The same, sampled at temperature 0.8.
+    pub gen_sampled_tokens_per_s: f64,
 }
 
 /// Time to the passage exercise's loss target: one training run.
@@ -92,8 +97,6 @@ pub enum Row {
     /// The product on flex as a new user gets it: fused operations, the built-in `gemm`
     /// crate for the matrix products.
     Ours,
-    /// The same with the system's OpenBLAS for the products it takes (the optional package).
-    OursOpenblas,
     /// Burn's own `nn::Lstm`, `Linear` and cross-entropy on flex, with the `gemm` crate.
     Stock,
     /// The product on wgpu (Burn's stock operations on the GPU).
@@ -101,18 +104,16 @@ pub enum Row {
 }
 
 /// Runs `bench ours` as a child process for `row` and reads its report.
-pub fn spawn(batches: &SharedData, steps: usize, row: Row) -> Result<Measured> {
+pub fn spawn(batches: &SharedData, work: &Work, row: Row) -> Result<Measured> {
     let exe = std::env::current_exe().context("locating the bench binary")?;
-    let mut cmd = Command::new(exe);
+    let mut cmd = work.command(exe);
     cmd.args(["ours", "--batches"])
         .arg(&batches.meta)
-        .args(["--steps", &steps.to_string()]);
+        .args(["--steps", &work.steps.to_string()])
+        .args(["--gen-tokens", &work.gen_tokens.to_string()]);
     match row {
         Row::Ours => {
             cmd.args(["--matmul", "builtin"]);
-        }
-        Row::OursOpenblas => {
-            cmd.args(["--matmul", "openblas"]);
         }
         Row::Stock => {
             cmd.args(["--kernels", "reference", "--matmul", "builtin"]);
@@ -174,8 +175,12 @@ pub fn run(args: &OursArgs) -> Result<()> {
             losses.push(out.loss);
         }
     }
-    let gen_tokens_per_s =
-        generation_speed(&model.valid(), &vocab, &opened.device, args.gen_tokens);
+    let model = model.valid();
+    let greedy = Sampling::greedy();
+    let sampled = Sampling::with_temperature(0.8)?;
+    let speed =
+        |sampling| generation_speed(&model, &vocab, &opened.device, args.gen_tokens, sampling);
+    let (greedy, sampled) = (speed(&greedy), speed(&sampled));
     let report = Measured {
         system: match (spec.backend, args.kernels.fused_on(&device)) {
             (BackendKind::Wgpu, _) => format!("ours ({})", opened.description),
@@ -185,31 +190,35 @@ pub fn run(args: &OursArgs) -> Result<()> {
         ms,
         losses,
         peak_rss_mib: peak_rss_mib(),
-        gen_tokens_per_s,
+        gen_tokens: args.gen_tokens,
+        gen_greedy_tokens_per_s: greedy,
+        gen_sampled_tokens_per_s: sampled,
     };
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
 }
 
+/// Tokens per second generating `tokens` tokens after the prompt `[2, 3]`, after one short
+/// generation that prepares the generator (on the CPU, its decoder's weights: what a served
+/// model does once, not per token), as the PyTorch script warms up too. A stop token ends a
+/// generation; the next one starts from the prompt again until `tokens` are generated, as
+/// PyTorch's loop, which has no stop token, generates exactly `tokens`.
 fn generation_speed(
     model: &model::LanguageModel,
     vocab: &Vocab,
     device: &Device,
     tokens: usize,
+    sampling: &Sampling,
 ) -> f64 {
-    let mut generator = Generator::new(model, vocab, Tokenizer::Word, device.clone(), 0);
-    let greedy = Sampling::greedy();
-    // The first generation prepares the generator (on the CPU, its decoder's weights): what a
-    // served model does once, not per token.
-    generator.generate(&[2, 3], 1, &greedy, &[]);
+    let mut generator = Generator::new(model, vocab, Tokenizer::Word, device.clone(), 1);
+    generator.generate(&[2, 3], 1, sampling, &[]);
     let start = Instant::now();
-    // A stop id ends generation early; count what was generated.
-    let n = generator
-        .generate(&[2, 3], tokens, &greedy, &[])
-        .ids
-        .len()
-        .max(1);
-    n as f64 / start.elapsed().as_secs_f64()
+    let mut generated = 0;
+    while generated < tokens {
+        let done = generator.generate(&[2, 3], tokens - generated, sampling, &[]);
+        generated += done.ids.len().max(1);
+    }
+    generated as f64 / start.elapsed().as_secs_f64()
 }
 
 /// Peak resident set size of this process (`VmHWM`), in MiB; 0 where /proc is missing.

@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::ours::{Measured, ToTarget, read_report};
 use crate::shared_data::SharedData;
+use crate::work::Work;
 
 const SCRIPT: &str = "crates/bench/pytorch/word_lm.py";
 const VENV: &str = "target/bench-venv";
@@ -55,32 +56,54 @@ fn run(cmd: &mut Command, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Runs the reference script on `batches` for `steps` timed steps on `device` (`cpu`, `cuda`),
-/// with the model compiled by `torch.compile` when `compile`.
+/// How the reference trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// The model as PyTorch's examples write it: every position through the output layer.
+    Plain,
+    /// The same model compiled by `torch.compile`.
+    Compiled,
+    /// Only the rows whose loss weight is not 0 through the output layer and the loss (the
+    /// padding rows skipped, as ours does).
+    PaddingSkipped,
+}
+
+/// Runs the reference script on `batches` for `work` on `device` (`cpu`, `cuda`).
 pub fn spawn(
     python: &Path,
     batches: &SharedData,
-    steps: usize,
+    work: &Work,
     device: &str,
-    compile: bool,
+    variant: Variant,
 ) -> Result<Measured> {
-    let mut cmd = Command::new(python);
+    let mut cmd = work.command(python);
     cmd.arg(SCRIPT).arg("--batches").arg(&batches.meta).args([
         "--steps",
-        &steps.to_string(),
+        &work.steps.to_string(),
+        "--gen-tokens",
+        &work.gen_tokens.to_string(),
+        "--threads",
+        &work.threads.to_string(),
         "--device",
         device,
     ]);
-    if compile {
-        cmd.arg("--compile");
+    match variant {
+        Variant::Plain => {}
+        Variant::Compiled => {
+            cmd.arg("--compile");
+        }
+        Variant::PaddingSkipped => {
+            cmd.arg("--skip-padding");
+        }
     }
     read_report(cmd, "the PyTorch reference")
 }
 
-/// Runs the reference script's passage-memorising task to its target.
-pub fn memorise(python: &Path) -> Result<ToTarget> {
-    let mut cmd = Command::new(python);
+/// Runs the reference script's passage-memorising task to its target with `work`'s threads.
+pub fn memorise(python: &Path, work: &Work) -> Result<ToTarget> {
+    let mut cmd = work.command(python);
     cmd.arg(SCRIPT)
-        .args(["--memorise", "datasets/ai-applications/passage.txt"]);
+        .args(["--memorise", "datasets/ai-applications/passage.txt"])
+        .args(["--threads", &work.threads.to_string()]);
     read_report(cmd, "the PyTorch reference")
 }

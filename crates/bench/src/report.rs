@@ -1,10 +1,12 @@
 //! The comparison table: per system, step time (median, min, max over every timed step of
-//! every round), tokens/s at the median, peak RSS and generation speed; then the ratio line.
+//! every round), tokens/s at the median, peak RSS and generation speed, greedy and sampled;
+//! then the ratio lines.
 
 use std::fmt::Write;
 
 use crate::ours::{Measured, ToTarget};
 use crate::shared_data::SharedData;
+use crate::work::{ALLOCATOR_ENV, Work};
 
 /// The middle value (the mean of the two middle ones for an even count).
 fn median(mut v: Vec<f64>) -> f64 {
@@ -18,11 +20,17 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// One row per system (in first-seen order), then `ratio ours/<system> tokens_per_s = X.XX`
 /// for each of the others, and `ratio wgpu/pytorch` when both ran (the GPU figures).
-pub fn table(batches: &SharedData, runs: &[Measured]) -> String {
+pub fn table(batches: &SharedData, work: &Work, runs: &[Measured]) -> String {
     let tokens = (batches.batch_size * batches.seq_len) as f64;
     let systems = systems(runs);
+    let allocator: Vec<String> = ALLOCATOR_ENV
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     let mut out = format!(
-        "B={} T={} V={} E={} H={}, {} timed steps per system\n",
+        "B={} T={} V={} E={} H={}, {} timed steps per system after 1 warm-up step; {} threads each; \
+         generation: {} tokens after a 2-token prompt and 1 warm-up generation, greedy and sampled at T=0.8; \
+         every process with {}\n",
         batches.batch_size,
         batches.seq_len,
         batches.vocab_size,
@@ -31,9 +39,12 @@ pub fn table(batches: &SharedData, runs: &[Measured]) -> String {
         runs.iter()
             .filter(|r| r.system == runs[0].system)
             .map(|r| r.ms.len())
-            .sum::<usize>()
+            .sum::<usize>(),
+        work.threads,
+        work.gen_tokens,
+        allocator.join(" "),
     );
-    out.push_str("| system | ms/step median | min | max | tokens/s | peak RSS MiB | first/last loss | generation tokens/s |\n|---|---|---|---|---|---|---|---|\n");
+    out.push_str("| system | ms/step median | min | max | tokens/s | peak RSS MiB | first/last loss | generation greedy, tokens/s | sampled T=0.8, tokens/s |\n|---|---|---|---|---|---|---|---|---|\n");
     let mut tokens_per_s = Vec::new();
     for system in &systems {
         let mine: Vec<&Measured> = runs.iter().filter(|r| r.system == *system).collect();
@@ -41,11 +52,12 @@ pub fn table(batches: &SharedData, runs: &[Measured]) -> String {
             step_ms(runs, system).fold((f64::INFINITY, 0.0f64), |(a, b), x| (a.min(x), b.max(x)));
         let med = median_step_ms(runs, system);
         let rss = mine.iter().map(|r| r.peak_rss_mib).fold(0.0, f64::max);
-        let generation = median(mine.iter().map(|r| r.gen_tokens_per_s).collect());
+        let greedy = median(mine.iter().map(|r| r.gen_greedy_tokens_per_s).collect());
+        let sampled = median(mine.iter().map(|r| r.gen_sampled_tokens_per_s).collect());
         let losses = &mine[0].losses;
         let _ = writeln!(
             out,
-            "| {system} | {med:.0} | {min:.0} | {max:.0} | {:.0} | {rss:.0} | {:.4}/{:.4} | {generation:.0} |",
+            "| {system} | {med:.0} | {min:.0} | {max:.0} | {:.0} | {rss:.0} | {:.4}/{:.4} | {greedy:.0} | {sampled:.0} |",
             tokens * 1000.0 / med,
             losses.first().copied().unwrap_or(f64::NAN),
             losses.last().copied().unwrap_or(f64::NAN),
@@ -100,10 +112,10 @@ fn step_ms<'a>(runs: &'a [Measured], system: &'a str) -> impl Iterator<Item = f6
 fn kind(system: &str) -> &'static str {
     match system {
         s if s.starts_with("PyTorch") && s.contains("torch.compile") => "pytorch-compile",
+        s if s.starts_with("PyTorch") && s.contains("padding rows skipped") => "pytorch-skipping",
         s if s.starts_with("PyTorch") => "pytorch",
         s if s.starts_with("stock Burn") => "stock-burn",
         s if s.starts_with("ours (wgpu") => "wgpu",
-        s if s.contains("OpenBLAS") => "ours-openblas",
         _ => "ours",
     }
 }
@@ -135,7 +147,9 @@ mod tests {
             ms: vec![ms],
             losses: vec![9.2],
             peak_rss_mib: 100.0,
-            gen_tokens_per_s: 1000.0,
+            gen_tokens: 2000,
+            gen_greedy_tokens_per_s: 1000.0,
+            gen_sampled_tokens_per_s: 900.0,
         }
     }
 
@@ -153,20 +167,29 @@ mod tests {
             hidden_size: 128,
         };
         let runs = [
-            run("ours (flex, OpenBLAS)", 1000.0),
+            run("ours (flex, gemm)", 1000.0),
             run("PyTorch 2.11.0 (cuda)", 40.0),
+            run("PyTorch 2.11.0, padding rows skipped (cuda)", 30.0),
             run("ours (wgpu on NVIDIA H200 (DiscreteGpu), Vulkan)", 50.0),
         ];
-        let table = table(&batches, &runs);
+        let work = Work {
+            steps: 1,
+            gen_tokens: 2000,
+            threads: 2,
+        };
+        let table = table(&batches, &work, &runs);
         let ratios: Vec<&str> = table.lines().filter(|l| l.starts_with("ratio")).collect();
         assert_eq!(
             ratios,
             [
                 "ratio ours/pytorch tokens_per_s = 0.04",
+                "ratio ours/pytorch-skipping tokens_per_s = 0.03",
                 "ratio ours/wgpu tokens_per_s = 0.05",
                 "ratio wgpu/pytorch tokens_per_s = 0.80",
             ]
         );
-        assert!(table.contains("| ours (flex, OpenBLAS) | 1000 | 1000 | 1000 | 6400 |"));
+        assert!(table.contains("| ours (flex, gemm) | 1000 | 1000 | 1000 | 6400 |"));
+        assert!(table.contains("2 threads each"));
+        assert!(table.contains("| 1000 | 900 |"));
     }
 }

@@ -2,6 +2,7 @@
 //! resampling the shipped recipes (a different seed each), then each is prepared and trained
 //! on for a few steps, every phase in a fresh process whose peak resident set is reported.
 
+use std::fmt::Write as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::ours::peak_rss_mib;
+use crate::record::{self, Machine};
 
 /// Where the corpora, prepared directories and runs go.
 const DIR: &str = "target/bench/scale";
@@ -116,13 +118,16 @@ pub fn run(args: &ScaleArgs) -> Result<()> {
             std::fs::remove_dir_all(dir.join(format!("prepared-{mb}MB")))?;
         }
     }
-    println!(
+    let mut out = format!("{}\n", Machine::describe().line());
+    let _ = writeln!(
+        out,
         "| corpus | records | tokens | prepare | prepare MB/s | prepare peak RSS | {} steps from prepared | peak RSS | {} steps from text | peak RSS |",
         args.steps, args.steps
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
     for (mb, count, prepare, train, text) in &rows {
-        println!(
+        let _ = writeln!(
+            out,
             "| {mb} MB | {count} | {} | {:.1} s | {:.1} | {:.0} MiB | {:.1} s | {:.0} MiB | {:.1} s | {:.0} MiB |",
             prepare.tokens,
             prepare.seconds,
@@ -135,18 +140,29 @@ pub fn run(args: &ScaleArgs) -> Result<()> {
         );
     }
     if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
-        println!(
+        let _ = writeln!(
+            out,
             "peak RSS, {} MB against {} MB: prepare {:.2}x, training from the prepared form {:.2}x",
             last.0,
             first.0,
             last.2.peak_rss_mib / first.2.peak_rss_mib,
             last.3.peak_rss_mib / first.3.peak_rss_mib,
         );
-        println!(
+        let _ = writeln!(
+            out,
             "training from the text instead: {:.2}x",
             last.4.peak_rss_mib / first.4.peak_rss_mib
         );
     }
+    print!("{out}");
+    let results: Vec<_> = rows
+        .iter()
+        .map(|(mb, records, prepare, train, text)| {
+            serde_json::json!({"mb": mb, "records": records, "prepare": prepare, "train_prepared": train, "train_text": text})
+        })
+        .collect();
+    let path = record::save("scale", &out, &results)?;
+    eprintln!("written to {}", path.display());
     Ok(())
 }
 

@@ -19,6 +19,9 @@ pub struct EpochLoss {
     pub val_loss: Option<f64>,
 }
 
+/// plotters' error from drawing on its SVG backend.
+pub type DrawError = DrawingAreaErrorKind<std::io::Error>;
+
 /// Why the chart could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum CurvesError {
@@ -34,12 +37,12 @@ pub enum CurvesError {
     #[error("{}: no epoch has finished yet, so there is nothing to plot", .0.display())]
     Empty(PathBuf),
     /// Drawing failed.
-    #[error("drawing {}: {detail}", path.display())]
+    #[error("drawing {}: {error}", path.display())]
     Draw {
         /// The chart being drawn.
         path: PathBuf,
         /// plotters' error.
-        detail: String,
+        error: DrawError,
     },
     /// The chart could not be written.
     #[error(transparent)]
@@ -84,20 +87,20 @@ pub fn plot_run(run_dir: &Path) -> Result<PathBuf, CurvesError> {
         || run_dir.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
-    let svg = loss_svg(&points, &name).map_err(|detail| CurvesError::Draw {
+    let svg = loss_svg(&points, &name).map_err(|error| CurvesError::Draw {
         path: out.clone(),
-        detail,
+        error,
     })?;
     data::files::write_atomic(&out, svg.as_bytes())?;
     Ok(out)
 }
 
 /// The chart of `points` as SVG text, titled `title`.
-pub fn loss_svg(points: &[EpochLoss], title: &str) -> Result<String, String> {
+pub fn loss_svg(points: &[EpochLoss], title: &str) -> Result<String, DrawError> {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (720, 420)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        root.fill(&WHITE)?;
         let values = points
             .iter()
             .flat_map(|p| std::iter::once(p.loss).chain(p.val_loss));
@@ -111,22 +114,19 @@ pub fn loss_svg(points: &[EpochLoss], title: &str) -> Result<String, String> {
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(56)
-            .build_cartesian_2d(1usize..last, (low - margin)..(high + margin))
-            .map_err(|e| e.to_string())?;
+            .build_cartesian_2d(1usize..last, (low - margin)..(high + margin))?;
         chart
             .configure_mesh()
             .x_desc("epoch")
             .y_desc("loss (nats per token)")
-            .draw()
-            .map_err(|e| e.to_string())?;
+            .draw()?;
         let blue = RGBColor(31, 119, 180);
         let orange = RGBColor(255, 127, 14);
         chart
             .draw_series(LineSeries::new(
                 points.iter().map(|p| (p.epoch, p.loss)),
                 blue.stroke_width(2),
-            ))
-            .map_err(|e| e.to_string())?
+            ))?
             .label("training")
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], blue.stroke_width(2)));
         let validation: Vec<(usize, f64)> = points
@@ -135,8 +135,7 @@ pub fn loss_svg(points: &[EpochLoss], title: &str) -> Result<String, String> {
             .collect();
         if !validation.is_empty() {
             chart
-                .draw_series(LineSeries::new(validation, orange.stroke_width(2)))
-                .map_err(|e| e.to_string())?
+                .draw_series(LineSeries::new(validation, orange.stroke_width(2)))?
                 .label("validation")
                 .legend(move |(x, y)| {
                     PathElement::new([(x, y), (x + 20, y)], orange.stroke_width(2))
@@ -146,9 +145,8 @@ pub fn loss_svg(points: &[EpochLoss], title: &str) -> Result<String, String> {
             .configure_series_labels()
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
-            .draw()
-            .map_err(|e| e.to_string())?;
-        root.present().map_err(|e| e.to_string())?;
+            .draw()?;
+        root.present()?;
     }
     Ok(svg)
 }

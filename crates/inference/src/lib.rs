@@ -46,9 +46,14 @@ pub enum Command {
 pub struct ScoreArgs {
     #[command(flatten)]
     pub model: ModelSource,
-    /// Files to score, in the run's corpus format (`corpus.format`, `corpus.template`).
+    /// Files to score. JSON, JSON Lines and CSV records are formatted with the run's
+    /// `corpus.template`; a plain-text file holds records already written as the model sees
+    /// them (`Recipe for ... | ...`), one a line.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
+    /// The files' format (`json`, `jsonl`, `csv`, `text`) when their names do not say it.
+    #[arg(long, value_parser = model::parse_setting::<data::CorpusFormat>)]
+    pub format: Option<data::CorpusFormat>,
 }
 
 /// `inference plot` flags.
@@ -260,8 +265,14 @@ fn score(args: &ScoreArgs) -> Result<String> {
     };
     for file in &args.files {
         let mut settings = config.clone();
+        let format = args.format.unwrap_or_else(|| config.corpus.format_of(file));
         settings.corpus.path = file.clone();
+        settings.corpus.format = format;
         settings.corpus.max_records = None;
+        if format == data::CorpusFormat::Text {
+            // Plain text is already formatted: one record a line, as the model reads it.
+            settings.corpus.template = None;
+        }
         let (data, tokens, unknown) = pipeline::prepare::encode_with(&settings, &loaded.vocab)
             .with_context(|| format!("{}: cannot score", file.display()))?;
         let (loss, counted) = pipeline::evaluation::loss_sums(model, &data, &loaded.device);

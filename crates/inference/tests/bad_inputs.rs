@@ -153,7 +153,7 @@ fn bad_generation_requests_are_refused() {
     let dir = checkpoint();
     for (prompt, extra, expected) in [
         ("", &[][..], "no tokens"),
-        ("123", &[][..], "no word of the prompt `123`"),
+        ("123", &[][..], "no token of the prompt `123`"),
         ("abc", &["--top-k", "1000"][..], "--top-k 1000"),
         ("abc", &["--top-k", "0"][..], "--top-k"),
         ("abc", &["--temperature", "0"][..], "--temperature"),

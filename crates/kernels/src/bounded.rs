@@ -5,8 +5,18 @@
 
 use crate::math::{Vectorised, exp, largest, widest_vectors};
 
-/// Relative room for the f32 exponentials and the f64 sums below.
+/// Relative room for the f32 exponentials and the f64 sums below, at temperature 1 and
+/// logits near 0; [`margin`] adds what grows with the logits' size over the temperature.
 const MARGIN: f64 = 1e-4;
+
+/// Relative room for each exponential `e^((bound - max) / temperature)` computed in f32: the
+/// difference `bound - max` is rounded to about `2^-24` of the larger of the two, which the
+/// division by the temperature multiplies, and the weights near the largest (the ones that
+/// matter) have bounds near `max`; eight units of rounding of `|max| / temperature` cover it,
+/// on top of [`MARGIN`] for the exponential itself and the sums.
+fn margin(max: f32, temperature: f32) -> f64 {
+    MARGIN + 8.0 * f64::from(f32::EPSILON) * f64::from(max.abs()) / f64::from(temperature)
+}
 
 /// Per-entry bounds on a vector: entry `i` lies within `slack[i] * scale` of `centre[i]`.
 #[derive(Debug, Clone, Copy)]
@@ -104,17 +114,18 @@ pub fn certain_draw(bounds: Bounds<'_>, temperature: f32, u: f64) -> Option<usiz
     let total_low: f64 = low.iter().map(|&w| f64::from(w)).sum();
     let total_high: f64 = high.iter().map(|&w| f64::from(w)).sum();
     let tolerance = 1e-9 * total_high;
+    let margin = margin(max, temperature);
     // The first k at which even the smallest cumulative weight beats the largest share of the
     // total the draw can ask for: no vector in the bounds picks a later index.
     let (mut below_low, mut below_high) = (0.0f64, 0.0f64);
     for (k, (&l, &h)) in low.iter().zip(high).enumerate() {
         let (through_low, through_high) = (below_low + f64::from(l), below_high + f64::from(h));
-        let reached = (1.0 - u) * through_low * (1.0 - MARGIN);
-        let asked = u * (total_high - through_high) * (1.0 + MARGIN);
+        let reached = (1.0 - u) * through_low * (1.0 - margin);
+        let asked = u * (total_high - through_high) * (1.0 + margin);
         if reached - asked > tolerance {
             // Nor an earlier one: the weight before k falls short of the smallest share.
-            let left = u * (total_low - below_low) * (1.0 - MARGIN);
-            let before = (1.0 - u) * below_high * (1.0 + MARGIN);
+            let left = u * (total_low - below_low) * (1.0 - margin);
+            let before = (1.0 - u) * below_high * (1.0 + margin);
             return (left - before > tolerance).then_some(k);
         }
         (below_low, below_high) = (through_low, through_high);
@@ -150,24 +161,28 @@ impl Vectorised for Exponentials<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    /// The reference: the first index whose cumulative softmax probability exceeds `u`.
-    fn draw(v: &[f32], temperature: f32, u: f64) -> usize {
-        let max = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let w: Vec<f64> = v
-            .iter()
-            .map(|&x| (f64::from(x - max) / f64::from(temperature)).exp())
-            .collect();
-        let mut left = u * w.iter().sum::<f64>();
-        for (i, w) in w.iter().enumerate() {
+    /// `e^((x - max) / temperature)` of every logit `x`, in f64.
+    pub(crate) fn softmax_weights(logits: &[f64], temperature: f32) -> Vec<f64> {
+        let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let t = f64::from(temperature);
+        logits.iter().map(|&x| ((x - max) / t).exp()).collect()
+    }
+
+    /// The reference, in f64: the first index whose cumulative softmax(logits / temperature)
+    /// exceeds `u`.
+    pub(crate) fn draw(logits: &[f64], temperature: f32, u: f64) -> usize {
+        let weights = softmax_weights(logits, temperature);
+        let mut left = u * weights.iter().sum::<f64>();
+        for (i, w) in weights.iter().enumerate() {
             left -= w;
             if left < 0.0 {
                 return i;
             }
         }
-        v.len() - 1
+        logits.len() - 1
     }
 
     /// Whenever a choice is certain, every vector tried within the bounds makes it; with
@@ -212,7 +227,8 @@ mod tests {
                     if let Some(k) = certain_draw(bounds, t, u) {
                         certain += 1;
                         for v in &corners {
-                            assert_eq!(draw(v, t, u), k, "width {width} u {u} t {t}");
+                            let v: Vec<f64> = v.iter().map(|&x| f64::from(x)).collect();
+                            assert_eq!(draw(&v, t, u), k, "width {width} u {u} t {t}");
                         }
                     }
                 }

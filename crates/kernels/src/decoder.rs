@@ -259,7 +259,7 @@ impl<'a> Session<'a> {
     }
 
     /// The next token's logits from the high part alone, with their bound (the slack is per
-    /// unit of the hidden state's Euclidean norm).
+    /// unit of the Euclidean norm of the hidden state extended by the bias's 1).
     pub fn approximate(&mut self) -> Bounds<'_> {
         if !self.ready[0] {
             self.product(Part::High);
@@ -270,7 +270,7 @@ impl<'a> Session<'a> {
         Bounds {
             centre: &self.approximate[..rows],
             slack: self.decoder.output.slack(),
-            scale: top.iter().map(|v| v * v).sum::<f32>().sqrt(),
+            scale: HalfMatrix::scale(top),
         }
     }
 
@@ -485,21 +485,120 @@ fn wait<T>(mut ready: impl FnMut() -> Option<T>) -> T {
 mod tests {
     use super::*;
 
-    /// A decoder whose half-precision output layer (9,000 x 32) is large enough for a helper.
-    fn decoder() -> LstmDecoder {
-        let (v, e, h) = (9_000, 8, 32);
-        let values = |n: usize, seed: f32| -> Vec<f32> {
-            (0..n)
-                .map(|i| ((i as f32 + seed) * 0.618).sin() * 0.3)
-                .collect()
-        };
+    /// `n` values in [-0.3, 0.3], a different sequence for each `seed`.
+    fn values(n: usize, seed: f32) -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i as f32 + seed) * 0.618).sin() * 0.3)
+            .collect()
+    }
+
+    /// A decoder whose half-precision output layer (9,000 x 32) is large enough for a helper,
+    /// with the output weights and biases given.
+    fn decoder_with(output: &[f32], bias: &[f32]) -> LstmDecoder {
+        let (e, h) = (8, 32);
         let layer = LstmWeights {
             input: values(e * 4 * h, 1.0),
             hidden: values(h * 4 * h, 2.0),
             bias: values(4 * h, 3.0),
         };
-        let (output, bias) = (values(h * v, 5.0), values(v, 6.0));
-        LstmDecoder::new(values(v * e, 4.0), vec![layer], &output, &bias, 2)
+        LstmDecoder::new(values(bias.len() * e, 4.0), vec![layer], output, bias, 2)
+    }
+
+    fn decoder() -> LstmDecoder {
+        decoder_with(&values(32 * 9_000, 5.0), &values(9_000, 6.0))
+    }
+
+    /// `n` values in [-0.5, 0.5) from splitmix64: no two rows alike (the sine sequences
+    /// repeat nearly every few rows, which ties logits).
+    fn scattered(n: usize, seed: u64) -> Vec<f32> {
+        let mix = |i: u64| {
+            let mut z = (i + seed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        (0..n as u64)
+            .map(|i| (mix(i) >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
+            .collect()
+    }
+
+    /// The cumulative probabilities of softmax(logits / temperature), in f64, at which the
+    /// `count` most likely tokens' intervals start and end.
+    fn edges(logits: &[f64], temperature: f32, count: usize) -> Vec<f64> {
+        use crate::bounded::tests::softmax_weights;
+        let weights = softmax_weights(logits, temperature);
+        let total: f64 = weights.iter().sum();
+        let mut order: Vec<usize> = (0..weights.len()).collect();
+        order.sort_by(|&a, &b| weights[b].total_cmp(&weights[a]));
+        let before = |k: usize| weights[..k].iter().sum::<f64>() / total;
+        order[..count]
+            .iter()
+            .flat_map(|&k| [before(k), before(k + 1)])
+            .filter(|&e| e > 0.0)
+            .collect()
+    }
+
+    /// With output biases of 1,000 (accumulators that start far from 0, where f32 rounding is
+    /// coarse) and at temperatures down to 0.01, every pick the half-precision bound settles,
+    /// greedy or drawn, is the pick the logits computed in f64 give. The weights are exact in
+    /// f16, so the half-precision part loses nothing and only f32 rounding, mostly the bias's,
+    /// separates the two.
+    #[test]
+    fn settled_picks_equal_full_precision_picks_with_a_large_bias_at_low_temperature() {
+        use crate::bounded::tests::draw;
+        use crate::bounded::{certain_argmax, certain_draw};
+        let (v, h) = (9_000, 32);
+        // Weights in [-4, 4): peaked distributions, as a trained model's are.
+        let output: Vec<f32> = scattered(h * v, 1)
+            .iter()
+            .map(|w| half::f16::from_f32(w * 8.0).to_f32())
+            .collect();
+        for offset in [0.0f32, 1000.0] {
+            let bias: Vec<f32> = scattered(v, 2).iter().map(|b| b + offset).collect();
+            let decoder = decoder_with(&output, &bias);
+            let (mut settled, mut picks) = (0, 0);
+            decoder.run(|session| {
+                for step in 0..30u32 {
+                    session.feed(step * 7 % 9_000);
+                    let top = session.hidden.last().expect("a layer").clone();
+                    let exact: Vec<f64> = (0..v)
+                        .map(|r| {
+                            let column = (0..h).map(|c| f64::from(output[c * v + r]));
+                            let product: f64 =
+                                column.zip(&top).map(|(w, &x)| w * f64::from(x)).sum();
+                            f64::from(bias[r]) + product
+                        })
+                        .collect();
+                    let bounds = session.approximate();
+                    let best = (0..v).max_by(|&a, &b| exact[a].total_cmp(&exact[b]));
+                    if let Some(k) = certain_argmax(bounds) {
+                        assert_eq!(Some(k), best, "greedy, bias {offset}, step {step}");
+                    }
+                    for temperature in [0.01f32, 0.1, 1.0] {
+                        // Evenly spread draws, and draws just either side of the most likely
+                        // tokens' edges, where rounding decides.
+                        let near = edges(&exact, temperature, 4).into_iter().flat_map(|edge| {
+                            (4..=24)
+                                .map(|k| 10f64.powf(-f64::from(k) / 4.0))
+                                .flat_map(move |d| [edge * (1.0 - d), edge * (1.0 + d)])
+                        });
+                        let spread = (0..100).map(|d| (f64::from(d) + 0.5) / 100.0);
+                        for u in spread.chain(near).filter(|u| (0.0..1.0).contains(u)) {
+                            picks += 1;
+                            if let Some(k) = certain_draw(bounds, temperature, u) {
+                                settled += 1;
+                                let reference = draw(&exact, temperature, u);
+                                assert_eq!(k, reference, "bias {offset}, T {temperature}, u {u}");
+                            }
+                        }
+                    }
+                }
+            });
+            assert!(
+                settled * 10 > picks,
+                "bias {offset}: {settled} of {picks} picks settled"
+            );
+        }
     }
 
     /// `n` greedy tokens from token 1.

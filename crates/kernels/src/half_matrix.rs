@@ -36,11 +36,12 @@ pub struct HalfMatrix {
 }
 
 /// Relative slack for f32 rounding in a product row, on top of the f16 rounding, as a part of
-/// the row's norm times the vector's: an f32 sum of `cols` terms is off by at most
-/// `cols * 2^-24` of that, both here and in the f32 product it stands for, so `cols * 2^-22`
-/// covers them twice over; never below 2^-15 (what a 128-term row gets).
-fn rounding(cols: usize) -> f64 {
-    (cols as f64 / f64::from(1u32 << 22)).max(1.0 / 32_768.0)
+/// the norm of the row with its bias times the norm of the vector with a 1 for the bias: an
+/// f32 sum of `terms` terms, started from the bias, is off by at most `terms * 2^-24` of that,
+/// both here and in the f32 product it stands for, so `terms * 2^-22` covers them twice over;
+/// never below 2^-15 (what a 128-term row gets).
+fn rounding(terms: usize) -> f64 {
+    (terms as f64 / f64::from(1u32 << 22)).max(1.0 / 32_768.0)
 }
 
 impl HalfMatrix {
@@ -66,7 +67,10 @@ impl HalfMatrix {
                 lost += f64::from(rest) * f64::from(rest);
                 norm += f64::from(w) * f64::from(w);
             }
-            slack.push((lost.sqrt() + rounding(cols) * norm.sqrt()) as f32);
+            // The accumulators start from the bias: it is one more term of the sum, against
+            // an input of 1, and its rounding counts with the row's (it is not rounded to f16).
+            norm += f64::from(bias[r]) * f64::from(bias[r]);
+            slack.push((lost.sqrt() + rounding(cols + 1) * norm.sqrt()) as f32);
         }
         Self {
             rows,
@@ -88,10 +92,16 @@ impl HalfMatrix {
         self.rows.div_ceil(BLOCK)
     }
 
-    /// Per row, how far the high part's product can be from the exact one, per unit of the
-    /// vector's Euclidean norm: the rounding's norm (Cauchy-Schwarz) plus f32 rounding.
+    /// Per row, how far the high part's product (bias included) can be from the exact one, per
+    /// unit of the Euclidean norm of the vector extended by a 1 (the bias's input): the f16
+    /// rounding's norm (Cauchy-Schwarz) plus f32 rounding. [`HalfMatrix::scale`] gives that norm.
     pub fn slack(&self) -> &[f32] {
         &self.slack
+    }
+
+    /// What [`HalfMatrix::slack`] is per unit of for the vector `x`: `sqrt(|x|^2 + 1)`.
+    pub fn scale(x: &[f32]) -> f32 {
+        (x.iter().map(|v| v * v).sum::<f32>() + 1.0).sqrt()
     }
 
     /// `out[i] = Σ_c part[row][c] * x[c]`, plus the bias for the high part, for the rows of
@@ -135,7 +145,6 @@ mod tests {
         let bias: Vec<f32> = (0..rows).map(|r| r as f32 / 100.0).collect();
         let m = HalfMatrix::new(&values, &bias, cols);
         let x: Vec<f32> = (0..cols).map(|c| (c as f32 * 0.37).sin()).collect();
-        let norm = x.iter().map(|v| v * v).sum::<f32>().sqrt();
         let blocks = 0..m.blocks();
         let (mut high, mut low) = (
             vec![0.0; blocks.len() * BLOCK],
@@ -157,7 +166,7 @@ mod tests {
                 .map(|(&w, &v)| f64::from(w) * f64::from(v))
                 .sum::<f64>()
                 + f64::from(bias[r]);
-            let bound = f64::from(m.slack()[r] * norm);
+            let bound = f64::from(m.slack()[r] * HalfMatrix::scale(&x));
             assert!((f64::from(high[r]) - exact).abs() <= bound, "row {r}");
             assert!(
                 (f64::from(high[r] + low[r]) - exact).abs() <= 1e-5,

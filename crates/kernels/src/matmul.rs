@@ -1,7 +1,10 @@
 //! Matrix products for the fused operations: the system's OpenBLAS when it is installed
 //! (`apt install libopenblas0`), loaded at run time so the build needs nothing beyond
-//! crates.io, else the pure-Rust `gemm` crate that flex uses. On a 2-core AVX2 machine
-//! OpenBLAS multiplies the output layer's matrices about 3x faster. [`select`] pins either.
+//! crates.io, else the pure-Rust `gemm` crate that flex uses. [`select`] pins either. Only the
+//! large products that run on every core at once go to OpenBLAS: the fused output layer and
+//! the LSTM's shares multiply on each core's own thread with the `gemm` crate, and products
+//! below [`SMALL`] stay with it too, so the textbook model's training step makes no OpenBLAS
+//! call at all.
 
 use std::ffi::{CStr, c_char, c_int, c_void};
 use std::sync::OnceLock;
@@ -31,12 +34,49 @@ const ROW_MAJOR: c_int = 101;
 const NO_TRANS: c_int = 111;
 const TRANS: c_int = 112;
 
+/// Why the system's OpenBLAS is not used.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum OpenblasRefused {
+    /// No library could be loaded (the loader's message for each name tried).
+    #[error("{}", .0.join("; "))]
+    NotLoaded(Vec<String>),
+    /// The library lacks `cblas_sgemm`.
+    #[error("{library}: {error}")]
+    NoSgemm {
+        /// The library's file name.
+        library: String,
+        /// The loader's message.
+        error: String,
+    },
+    /// A build with 64-bit integers: this program passes 32-bit ones.
+    #[error("{library} is built with 64-bit integers ({config}); this program passes 32-bit ones")]
+    WideIntegers {
+        /// The library's file name.
+        library: String,
+        /// Its `openblas_get_config()`.
+        config: String,
+    },
+    /// Its product of two small matrices differs from the `gemm` crate's.
+    #[error("{library}: a test product disagrees with the gemm crate's: {theirs:?} vs {ours:?}")]
+    Disagrees {
+        /// The library's file name.
+        library: String,
+        /// Its product.
+        theirs: Vec<f32>,
+        /// The `gemm` crate's.
+        ours: Vec<f32>,
+    },
+    /// Not a Unix system.
+    #[error("OpenBLAS is loaded at run time on Unix only")]
+    NotUnix,
+}
+
 /// OpenBLAS's `cblas_sgemm`, or why it is not used (looked up and checked once).
-fn openblas() -> Result<Sgemm, &'static str> {
-    static LOADED: OnceLock<Result<Sgemm, String>> = OnceLock::new();
+fn openblas() -> Result<Sgemm, &'static OpenblasRefused> {
+    static LOADED: OnceLock<Result<Sgemm, OpenblasRefused>> = OnceLock::new();
     match LOADED.get_or_init(load_openblas) {
         Ok(sgemm) => Ok(*sgemm),
-        Err(why) => Err(why.as_str()),
+        Err(why) => Err(why),
     }
 }
 
@@ -44,7 +84,7 @@ fn openblas() -> Result<Sgemm, &'static str> {
 /// program would call with 32-bit ones) is refused, and so is one whose product of two small
 /// matrices disagrees with the `gemm` crate's.
 #[cfg(unix)]
-fn load_openblas() -> Result<Sgemm, String> {
+fn load_openblas() -> Result<Sgemm, OpenblasRefused> {
     unsafe extern "C" {
         fn dlopen(filename: *const c_char, flag: c_int) -> *mut c_void;
         fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
@@ -77,7 +117,10 @@ fn load_openblas() -> Result<Sgemm, String> {
             }
             let f = dlsym(lib, c"cblas_sgemm".as_ptr());
             if f.is_null() {
-                return Err(format!("{shown}: {}", last_error()));
+                return Err(OpenblasRefused::NoSgemm {
+                    library: shown.into_owned(),
+                    error: last_error(),
+                });
             }
             let config = dlsym(lib, c"openblas_get_config".as_ptr());
             if !config.is_null() {
@@ -88,32 +131,31 @@ fn load_openblas() -> Result<Sgemm, String> {
                 check_integer_width(&shown, &text)?;
             }
             let sgemm = std::mem::transmute::<*mut c_void, Sgemm>(f);
-            return agrees_with_gemm(sgemm)
-                .map(|()| sgemm)
-                .map_err(|e| format!("{shown}: {e}"));
+            return agrees_with_gemm(&shown, sgemm).map(|()| sgemm);
         }
     }
-    Err(failures.join("; "))
+    Err(OpenblasRefused::NotLoaded(failures))
 }
 
 /// Refuses an OpenBLAS whose build configuration (`openblas_get_config()`) says it takes
 /// 64-bit integers: this program passes 32-bit ones.
-fn check_integer_width(library: &str, config: &str) -> Result<(), String> {
+fn check_integer_width(library: &str, config: &str) -> Result<(), OpenblasRefused> {
     match config.contains("USE64BITINT") {
-        true => Err(format!(
-            "{library} is built with 64-bit integers ({config}); this program passes 32-bit ones"
-        )),
+        true => Err(OpenblasRefused::WideIntegers {
+            library: library.to_owned(),
+            config: config.to_owned(),
+        }),
         false => Ok(()),
     }
 }
 
 #[cfg(not(unix))]
-fn load_openblas() -> Result<Sgemm, String> {
-    Err("OpenBLAS is loaded at run time on Unix only".into())
+fn load_openblas() -> Result<Sgemm, OpenblasRefused> {
+    Err(OpenblasRefused::NotUnix)
 }
 
-/// Whether `sgemm` multiplies two small matrices as the `gemm` crate does.
-fn agrees_with_gemm(sgemm: Sgemm) -> Result<(), String> {
+/// Whether `sgemm` (from `library`) multiplies two small matrices as the `gemm` crate does.
+fn agrees_with_gemm(library: &str, sgemm: Sgemm) -> Result<(), OpenblasRefused> {
     let [m, n, k] = [3, 5, 4];
     let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
     let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.71).cos()).collect();
@@ -123,9 +165,11 @@ fn agrees_with_gemm(sgemm: Sgemm) -> Result<(), String> {
     product(None, &mut ours, [m, n, k], a, b, true, false);
     match theirs.iter().zip(&ours).all(|(x, y)| (x - y).abs() < 1e-4) {
         true => Ok(()),
-        false => Err(format!(
-            "a test product disagrees with the gemm crate's: {theirs:?} vs {ours:?}"
-        )),
+        false => Err(OpenblasRefused::Disagrees {
+            library: library.to_owned(),
+            theirs,
+            ours,
+        }),
     }
 }
 
@@ -149,7 +193,7 @@ pub enum MatmulError {
     #[error(
         "matmul `openblas`: the system's OpenBLAS cannot be used ({0}); install it (e.g. `apt install libopenblas0`), or use `auto` or `builtin`"
     )]
-    OpenblasUnusable(String),
+    OpenblasUnusable(OpenblasRefused),
 }
 
 /// Whether products go through OpenBLAS (set by [`select`]; before it, when it is installed).
@@ -162,7 +206,7 @@ pub fn select(choice: Matmul) -> Result<String, MatmulError> {
     let (openblas, why_not) = match (choice, openblas()) {
         (Matmul::Auto, Ok(_)) => (true, None),
         (Matmul::Auto, Err(why)) => (false, Some(why)),
-        (Matmul::Openblas, Err(why)) => return Err(MatmulError::OpenblasUnusable(why.into())),
+        (Matmul::Openblas, Err(why)) => return Err(MatmulError::OpenblasUnusable(why.clone())),
         (Matmul::Openblas, Ok(_)) => (true, None),
         (Matmul::Builtin, _) => (false, None),
     };
@@ -339,7 +383,9 @@ mod tests {
         let debian = "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH NO_AFFINITY SkylakeX MAX_THREADS=64";
         assert!(check_integer_width("libopenblas.so.0", debian).is_ok());
         let wide = "OpenBLAS 0.3.21 USE64BITINT DYNAMIC_ARCH NO_AFFINITY SkylakeX MAX_THREADS=64";
-        let e = check_integer_width("libopenblas.so.0", wide).unwrap_err();
+        let e = check_integer_width("libopenblas.so.0", wide)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("libopenblas.so.0") && e.contains("64-bit integers"),
             "{e}"

@@ -18,7 +18,8 @@ pub use language_model::{LanguageModel, ModelConfig, ids_tensor};
 
 /// Parses a setting spelled on the command line as the config file spells it (`--backend
 /// wgpu`, `--kernels reference`): one spelling, and serde's message naming the choices.
-pub fn parse_setting<T: serde::de::DeserializeOwned>(value: &str) -> Result<T, String> {
-    let value = serde::de::value::StrDeserializer::<serde::de::value::Error>::new(value);
-    T::deserialize(value).map_err(|e| e.to_string())
+pub fn parse_setting<T: serde::de::DeserializeOwned>(
+    value: &str,
+) -> Result<T, serde::de::value::Error> {
+    T::deserialize(serde::de::value::StrDeserializer::new(value))
 }

@@ -3,11 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
 use data::defaults;
 use data::{CorpusSpec, Tokenizer};
 use model::{BackendKind, DeviceSpec, GraphicsApi, Kernels, Matmul, ModelConfig};
 use serde::{Deserialize, Serialize};
+
+use crate::error::{ConfigError, PipelineError};
 
 /// Where shipped configs live; a bare `--config NAME` that is not a file is looked up here.
 pub const CONFIG_DIR: &str = "configs";
@@ -284,20 +285,27 @@ impl Config {
     }
 
     /// Finds and parses a config: `name` as a path, else `configs/<name>`.
-    pub fn load(name: &Path) -> Result<(Self, PathBuf)> {
+    pub fn load(name: &Path) -> Result<(Self, PathBuf), PipelineError> {
         let path = resolve(name)?;
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("{}: cannot read the config", path.display()))?;
-        let config: Config = toml::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
-        config
-            .validate()
-            .with_context(|| format!("{}: invalid config", path.display()))?;
-        Ok((config, path))
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) => return Err(PipelineError::ConfigUnreadable { path, error }),
+        };
+        let config: Config = match toml::from_str(&text) {
+            Ok(config) => config,
+            Err(e) => {
+                let message = e.to_string().trim_end().to_owned();
+                return Err(PipelineError::ConfigSyntax { path, message });
+            }
+        };
+        match config.validate() {
+            Ok(()) => Ok((config, path)),
+            Err(error) => Err(PipelineError::InvalidConfig { path, error }),
+        }
     }
 
     /// Checks values serde cannot: sizes above zero and a usable temperature.
-    pub fn validate(&self) -> Result<()> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let data = &self.data;
         for (key, v) in [
             ("data.vocab_size", data.vocab_size),
@@ -316,35 +324,42 @@ impl Config {
             ),
         ] {
             if v == 0 {
-                bail!("`{key}` must be at least 1");
+                return Err(ConfigError::Zero(key));
             }
         }
         if data.vocab_size < 3 {
-            bail!("`data.vocab_size` must be at least 3 (padding, [UNK] and one word)");
+            return Err(ConfigError::Rule(
+                "`data.vocab_size` must be at least 3 (padding, [UNK] and one word)",
+            ));
         }
         if !(self.train.learning_rate.is_finite() && self.train.learning_rate > 0.0) {
-            bail!("`train.learning_rate` must be greater than 0");
+            return Err(ConfigError::Rule(
+                "`train.learning_rate` must be greater than 0",
+            ));
         }
         if !(0.0..1.0).contains(&data.validation) {
-            bail!("`data.validation` must be a fraction in [0, 1)");
+            return Err(ConfigError::Rule(
+                "`data.validation` must be a fraction in [0, 1)",
+            ));
         }
         if self.train.devices > 1 && data.examples == ExampleKind::Stream {
-            bail!(
-                "`train.devices` above 1 splits batches of independent sequences; a stream's windows carry their state from batch to batch (use 1)"
-            );
+            return Err(ConfigError::Rule(
+                "`train.devices` above 1 splits batches of independent sequences; a stream's windows carry their state from batch to batch (use 1)",
+            ));
         }
         if self.train.early_stopping_patience.is_some() && data.validation == 0.0 {
-            bail!(
-                "`train.early_stopping_patience` watches the validation loss: set `data.validation` above 0"
-            );
+            return Err(ConfigError::Rule(
+                "`train.early_stopping_patience` watches the validation loss: set `data.validation` above 0",
+            ));
         }
         self.model.check()?;
         if self.train.clip_value.is_some() && self.train.clip_norm.is_some() {
-            bail!("set `train.clip_value` or `train.clip_norm`, not both");
+            return Err(ConfigError::Rule(
+                "set `train.clip_value` or `train.clip_norm`, not both",
+            ));
         }
         for &t in &self.generate.temperatures {
-            model::generation::sampling::check_temperature(t)
-                .map_err(|e| anyhow::anyhow!("`generate.temperatures`: {e}"))?;
+            model::generation::sampling::check_temperature(t)?;
         }
         Ok(())
     }
@@ -356,7 +371,7 @@ pub fn config_name(path: &Path) -> String {
         .map_or("run".into(), |s| s.to_string_lossy().into_owned())
 }
 
-fn resolve(name: &Path) -> Result<PathBuf> {
+fn resolve(name: &Path) -> Result<PathBuf, PipelineError> {
     if name.is_file() {
         return Ok(name.to_owned());
     }
@@ -368,10 +383,9 @@ fn resolve(name: &Path) -> Result<PathBuf> {
     if name.components().count() == 1 && with_ext.is_file() {
         return Ok(with_ext);
     }
-    bail!(
-        "{}: config not found (looked for it as a path and in {CONFIG_DIR}/)",
-        name.display()
-    )
+    Err(PipelineError::ConfigNotFound {
+        name: name.to_owned(),
+    })
 }
 
 #[cfg(test)]

@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use anyhow::{Result, anyhow};
 use data::{Batch, Collator, LossPositions, Part, Sequences, Shape, StreamWindows, TokenStore};
 
 use crate::config::{DataConfig, ExampleKind};
+use crate::error::ExamplesError;
 
 /// One part of a run's data (training or validation), encoded: it yields each epoch's batches.
 pub enum Dataset {
@@ -23,22 +23,21 @@ pub enum Dataset {
 }
 
 impl Dataset {
-    /// The examples of `part` of `store`, in batches of at most `batch_size`; an error when
-    /// they yield no example.
+    /// The examples of `part` of `store`, in batches of at most `config.batch_size`; an error
+    /// when they yield no example.
     pub fn new(
         store: &Arc<TokenStore>,
         part: &Part,
         config: &DataConfig,
-        batch_size: usize,
-    ) -> Result<Self> {
+    ) -> Result<Self, ExamplesError> {
+        let batch_size = config.batch_size;
         let seq_len = config.seq_len;
         let records = match part {
             Part::Tokens(tokens) => {
                 // A small held-out stream gets fewer parallel rows rather than none.
                 let count = (tokens.end - tokens.start) as usize;
                 let rows = batch_size.min(count / (seq_len + 1)).max(1);
-                let windows = StreamWindows::new(Arc::clone(store), tokens.clone(), rows, seq_len)
-                    .map_err(|e| anyhow!("data: {e}"))?;
+                let windows = StreamWindows::new(Arc::clone(store), tokens.clone(), rows, seq_len)?;
                 return Ok(Dataset::Stream(windows));
             }
             Part::Records(records) => records.clone(),
@@ -51,11 +50,10 @@ impl Dataset {
         };
         let sequences = Sequences::new(Arc::clone(store), records, shape, seq_len);
         if sequences.is_empty() {
-            return Err(anyhow!(
-                "data: no {:?} examples: windows need records of at least data.seq_len + 1 = {} tokens, prefixes records of at least 2",
-                config.examples,
-                seq_len + 1
-            ));
+            return Err(ExamplesError::None {
+                kind: config.examples,
+                seq_len,
+            });
         }
         Ok(Dataset::Records {
             sequences,
@@ -64,6 +62,18 @@ impl Dataset {
                 positions,
             },
         })
+    }
+
+    /// The first token of the first example (after any pre-padding), in corpus order.
+    pub fn first_token(&self) -> Option<u32> {
+        match self {
+            Dataset::Records { sequences, .. } => {
+                let mut row = Vec::new();
+                sequences.row(0, &mut row);
+                row.into_iter().find(|&id| id != data::vocab::PAD_ID)
+            }
+            Dataset::Stream(windows) => windows.window(0).inputs.first().copied(),
+        }
     }
 
     /// Training examples (sequences or stream positions) in one epoch.

@@ -4,7 +4,9 @@
 
 pub mod config;
 pub mod dataset;
+pub mod error;
 pub mod evaluation;
 pub mod prepare;
 
 pub use config::Config;
+pub use error::{ConfigError, PipelineError};

@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
 use data::prepared::Read;
-use data::{Encoded, Encoder, Part, PrepareSettings, TokenSettings, Vocab};
+use data::{Encoded, Encoder, Part, PrepareSettings, TokenSettings, TokenStore, Vocab};
 
 use crate::config::{Config, ExampleKind};
 use crate::dataset::Dataset;
+use crate::error::PipelineError;
 
 /// Corpora at least this large get a note suggesting `train prepare`.
 const LARGE_CORPUS_BYTES: u64 = 256 << 20;
@@ -46,7 +46,7 @@ pub fn token_settings(config: &Config) -> PrepareSettings {
 /// Reads the corpus of `config` (or maps its prepared form, `corpus.prepared`), builds the
 /// vocabulary from the training part and cuts both parts into examples; an error when the
 /// training part yields no example.
-pub fn prepare(config: &Config) -> Result<PreparedData> {
+pub fn prepare(config: &Config) -> Result<PreparedData, PipelineError> {
     let settings = token_settings(config);
     let (encoded, source) = match &config.corpus.prepared {
         Some(dir) => {
@@ -70,14 +70,10 @@ pub fn prepare(config: &Config) -> Result<PreparedData> {
         split,
     } = encoded;
     let store = Arc::new(store);
-    let encode = |part: &Part| {
-        Dataset::new(&store, part, &config.data, config.data.batch_size)
-            .with_context(|| format!("corpus {}", config.corpus.path.display()))
-    };
-    let training = encode(&split.training)?;
+    let training = examples(&store, &split.training, config)?;
     let validation = match split.held_out.is_empty() {
         true => None,
-        false => Some(encode(&split.held_out)?),
+        false => Some(examples(&store, &split.held_out, config)?),
     };
     Ok(PreparedData {
         vocab,
@@ -107,7 +103,10 @@ fn with_size_note(read: Read) -> String {
 
 /// The whole corpus of `config` encoded with an existing vocabulary (a checkpoint's, to score
 /// text with it): the examples, the tokens read and how many of them `vocab` lacks.
-pub fn encode_with(config: &Config, vocab: &Vocab) -> Result<(Dataset, usize, usize)> {
+pub fn encode_with(
+    config: &Config,
+    vocab: &Vocab,
+) -> Result<(Dataset, usize, usize), PipelineError> {
     let settings = token_settings(config);
     let mut encoder = Encoder::in_memory(config.data.tokenizer);
     settings.read_into(&mut encoder)?;
@@ -123,8 +122,20 @@ pub fn encode_with(config: &Config, vocab: &Vocab) -> Result<(Dataset, usize, us
         false => Part::Records(0..encoder.records()),
     };
     let store = Arc::new(encoder.into_store(vocab)?);
-    let data = Dataset::new(&store, &part, &config.data, config.data.batch_size)?;
+    let data = examples(&store, &part, config)?;
     Ok((data, tokens as usize, unknown as usize))
+}
+
+/// The examples of `part`, or an error naming the config's corpus when there are none.
+fn examples(
+    store: &Arc<TokenStore>,
+    part: &Part,
+    config: &Config,
+) -> Result<Dataset, PipelineError> {
+    Dataset::new(store, part, &config.data).map_err(|error| PipelineError::Corpus {
+        corpus: config.corpus.path.clone(),
+        error,
+    })
 }
 
 #[cfg(test)]

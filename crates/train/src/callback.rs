@@ -12,12 +12,13 @@ use model::{Generator, LanguageModel, Sampling};
 
 use pipeline::config::Config;
 
-/// Generates on `device` from every prompt at every temperature of `config.generate` and
-/// appends the texts to `samples.txt`.
+/// Generates on `device` from every one of `prompts` at every temperature of
+/// `config.generate` and appends the texts to `samples.txt`.
 pub fn generate_samples(
     model: &LanguageModel,
     vocab: &Vocab,
     config: &Config,
+    prompts: &[String],
     device: &Device,
     epoch: usize,
     run_dir: &Path,
@@ -36,7 +37,7 @@ pub fn generate_samples(
         .with_context(|| format!("{}: cannot open for appending", path.display()))?;
     for &temperature in &settings.temperatures {
         let sampling = Sampling::with_temperature(temperature)?;
-        for prompt_text in &settings.prompts {
+        for prompt_text in prompts {
             let prompt = generator.prompt(prompt_text)?;
             let ids = generator
                 .generate(&prompt.ids, settings.max_tokens, &sampling, &[])

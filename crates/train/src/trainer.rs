@@ -16,7 +16,7 @@ use data::Vocab;
 use model::checkpoint::EpochProgress;
 use model::generation::Prompt;
 use model::recurrent::{CellKind, State};
-use model::{Checkpoint, CheckpointMeta, Kernels, LanguageModel, OpenDevice};
+use model::{BackendKind, Checkpoint, CheckpointMeta, Kernels, LanguageModel, OpenDevice};
 
 use crate::Args;
 use crate::callback::generate_samples;
@@ -157,6 +157,12 @@ fn open_device(config: &Config) -> Result<(OpenDevice, Vec<Device>)> {
             for (n, device) in several.iter().enumerate() {
                 println!("  device {}: {device}", n + 1);
             }
+            if matches!(settings.backend, BackendKind::Flex | BackendKind::Ndarray) {
+                println!(
+                    "note: on a CPU backend the {} devices are replicas sharing the same cores, outside the fused kernels: several times slower than one device (for checking data parallelism, not for speed)",
+                    several.len()
+                );
+            }
         }
     }
     let devices = all.iter().map(|o| o.device.clone()).collect();
@@ -187,11 +193,6 @@ fn prepare_data(
 ) -> Result<PreparedData> {
     let data = prepare(config)?;
     println!("{}", data.source);
-    // The end-of-epoch samples need prompts the vocabulary knows; say so before training.
-    for prompt in &config.generate.prompts {
-        Prompt::read(prompt, config.data.tokenizer, &data.vocab)
-            .map_err(|e| anyhow!("generate.prompts: {e}"))?;
-    }
     if let Some(ckpt) = previous {
         same_vocab(&ckpt.vocab()?, &data.vocab, &ckpt.dir)?;
     }
@@ -240,6 +241,33 @@ fn prepare_data(
     Ok(data)
 }
 
+/// The prompts of the end-of-epoch samples: `generate.prompts`, each one the vocabulary cannot
+/// read replaced, with a warning that says why, by the corpus's first token (the run matters
+/// more than its samples).
+fn sample_prompts(config: &Config, data: &PreparedData) -> Vec<String> {
+    let first = data
+        .training
+        .first_token()
+        .map(|id| data.vocab.token(id).to_owned());
+    let mut prompts = Vec::new();
+    for prompt in &config.generate.prompts {
+        match (
+            Prompt::read(prompt, config.data.tokenizer, &data.vocab),
+            &first,
+        ) {
+            (Ok(_), _) => prompts.push(prompt.clone()),
+            (Err(e), Some(first)) => {
+                eprintln!(
+                    "warning: generate.prompts: {e}; the samples start from the corpus's first token `{first}` instead"
+                );
+                prompts.push(first.clone());
+            }
+            (Err(e), None) => eprintln!("warning: generate.prompts: {e}; no sample from it"),
+        }
+    }
+    prompts
+}
+
 /// Everything a run carries from epoch to epoch besides the model.
 struct Run<'a> {
     config: &'a Config,
@@ -248,6 +276,8 @@ struct Run<'a> {
     /// Every training device (with autodiff); the first one is `opened.device`.
     devices: Vec<Device>,
     data: PreparedData,
+    /// What the end-of-epoch samples continue (see [`sample_prompts`]).
+    prompts: Vec<String>,
     optim: ModuleOptimizer,
     first_epoch: usize,
     step: u64,
@@ -362,6 +392,7 @@ impl<'a> Run<'a> {
             resume_at,
             opened,
             devices,
+            prompts: sample_prompts(config, &data),
             data,
             optim,
             first_epoch,
@@ -568,6 +599,7 @@ impl<'a> Run<'a> {
             model,
             &self.data.vocab,
             config,
+            &self.prompts,
             device,
             m.epoch,
             self.run_dir,

@@ -363,15 +363,6 @@ fn out_of_range_values_exit_1_naming_the_file_and_the_key() {
             "{line}: {stderr}"
         );
     }
-    // A sample prompt the vocabulary does not know is found before training, not after it.
-    let config = dir.join("small.toml");
-    let text = base.replace("[generate]\n", "[generate]\nprompts = [\"zzzqqq\"]\n");
-    std::fs::write(&config, text).unwrap();
-    let stderr = refused(&config, &dir.join("run"));
-    assert!(
-        stderr.contains("generate.prompts") && stderr.contains("zzzqqq"),
-        "{stderr}"
-    );
 }
 
 /// Every broken corpus stops training with an error naming the file (and the line or byte

@@ -30,7 +30,7 @@ impl DeviceSpec {
         };
         match self.backend {
             BackendKind::Flex => Ok(cpu(Device::flex())),
-            #[allow(deprecated)] // still the design card's CPU backend; flex is the default
+            #[allow(deprecated)] // Burn deprecates ndarray for flex; kept as `--backend ndarray`
             BackendKind::Ndarray => Ok(cpu(Device::ndarray())),
             #[cfg(feature = "wgpu")]
             BackendKind::Wgpu => wgpu_adapter::open(self.adapter, self.graphics_api),

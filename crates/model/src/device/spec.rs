@@ -12,7 +12,8 @@ pub enum BackendKind {
     /// Burn's pure-Rust CPU backend (the faster one here, with the fused operations).
     #[default]
     Flex,
-    /// The `ndarray` CPU backend (the design card's burn-ndarray).
+    /// The `ndarray` CPU backend (burn-ndarray, which the project's specification names; flex,
+    /// the default, is faster).
     Ndarray,
     /// A GPU (or a software rasteriser) through wgpu; needs the `wgpu` cargo feature.
     Wgpu,

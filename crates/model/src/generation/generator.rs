@@ -19,6 +19,7 @@ use kernels::decoder::{LstmDecoder, Session};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+use super::checked_picks::CheckedPicks;
 use super::sampling::{Sampling, held_back, probabilities, stop_position, top};
 use crate::language_model::float_values;
 use crate::recurrent::State;
@@ -47,7 +48,13 @@ impl Prompt {
             .cloned()
             .collect();
         if unknown.len() == tokens.len() {
-            return Err(GenerationError::AllUnknown(text.to_owned()));
+            return Err(GenerationError::AllUnknown {
+                prompt: text.to_owned(),
+                unit: match tokenizer {
+                    Tokenizer::Word => "word",
+                    Tokenizer::Char => "token",
+                },
+            });
         }
         let ids = tokens.iter().map(|t| vocab.id(t)).collect();
         Ok(Self { ids, unknown })
@@ -62,8 +69,13 @@ pub enum GenerationError {
     EmptyPrompt(String),
     /// No token of the prompt is in the vocabulary: the model would see only `[UNK]`, most
     /// likely a prompt meant for another model.
-    #[error("no word of the prompt `{0}` is in the model's vocabulary")]
-    AllUnknown(String),
+    #[error("no {unit} of the prompt `{prompt}` is in the model's vocabulary")]
+    AllUnknown {
+        /// The prompt as given.
+        prompt: String,
+        /// What its tokens are: `word`, or `token` for a character model.
+        unit: &'static str,
+    },
 }
 
 /// Why generation ended.
@@ -390,6 +402,7 @@ impl NextLogits for DecoderLogits<'_, '_> {
 
     fn pick(&mut self, sampling: &Sampling, generated: &[u32], u: f64) -> u32 {
         let certain = sampling.choose_within(self.session.approximate(), generated, u);
+        CheckedPicks::count(certain.is_none());
         certain.unwrap_or_else(|| sampling.choose(self.session.exact(), generated, u))
     }
 
@@ -593,7 +606,10 @@ mod tests {
         assert_eq!(g.prompt("A, b!").unwrap().unknown, [",", "!"]);
         assert_eq!(
             g.prompt("!?").unwrap_err(),
-            GenerationError::AllUnknown("!?".into())
+            GenerationError::AllUnknown {
+                prompt: "!?".into(),
+                unit: "word"
+            }
         );
     }
 }
