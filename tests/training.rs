@@ -547,6 +547,17 @@ fn a_prompt_the_vocabulary_cannot_read_falls_back_to_the_first_token() {
     );
 }
 
+/// A model started with Keras's initialisation trains, saves a checkpoint (its LSTM has one
+/// bias per gate) and generates from it.
+#[test]
+fn a_keras_initialised_model_trains_and_generates_from_its_checkpoint() {
+    let (run, summary) = train_small("keras-init", |c| c.model.init = model::Init::Keras);
+    let losses: Vec<f64> = summary.epochs.iter().map(|m| m.loss).collect();
+    assert!(losses[1] < losses[0] && losses[1] < 5.5, "{losses:?}");
+    let text = e2e::generate_greedy(&run, "recipe for", 5);
+    assert!(text.starts_with("recipe for "), "{text}");
+}
+
 /// `train.early_stopping_patience`: a small model that overfits a few records stops once its
 /// validation loss has not improved for two evaluations; `--best` picks the best checkpoint.
 #[test]

@@ -10,6 +10,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use kernels::Kernels;
 use serde::{Deserialize, Serialize};
 
+use crate::keras_init::{Init, glorot, set_linear};
 use crate::recurrent::{CellKind, Layer, State};
 
 /// Token ids as an integer tensor of `shape` (the model's input and target type).
@@ -45,6 +46,9 @@ pub struct ModelConfig {
     pub num_layers: usize,
     /// Dropout probability between recurrent layers, during training only.
     pub dropout: f64,
+    /// How the weights are first drawn: `burn` (default) or `keras` (Keras's defaults, as the
+    /// textbook's model starts).
+    pub init: Init,
 }
 
 impl Default for ModelConfig {
@@ -55,6 +59,7 @@ impl Default for ModelConfig {
             cell: CellKind::Lstm,
             num_layers: 1,
             dropout: 0.0,
+            init: Init::Burn,
         }
     }
 }
@@ -98,7 +103,7 @@ impl ModelConfig {
                 self.cell.layer(d_input, self.hidden_size, device)
             })
             .collect();
-        let model = LanguageModel {
+        let mut model = LanguageModel {
             // Keras's Embedding default; Burn's N(0, 1) starts training at a far higher loss.
             embedding: EmbeddingConfig::new(vocab_size, self.embedding_dim)
                 .with_initializer(Initializer::Uniform {
@@ -111,6 +116,13 @@ impl ModelConfig {
             output: LinearConfig::new(self.hidden_size, vocab_size).init(device),
             kernels: Kernels::default(),
         };
+        if self.init == Init::Keras {
+            for layer in &mut model.layers {
+                layer.keras_init(device);
+            }
+            let output = glorot(self.hidden_size, vocab_size, device);
+            set_linear(&mut model.output, output, Some(0.0));
+        }
         // Burn draws a parameter's initial values when it is first read. Reading them all
         // now, in declaration order, makes the weights a function of the seed alone, not of
         // which forward path (fused or stock) touches them first.

@@ -5,6 +5,7 @@
 pub mod checkpoint;
 pub mod device;
 pub mod generation;
+pub mod keras_init;
 pub mod language_model;
 pub mod loss;
 pub mod recurrent;
@@ -13,6 +14,7 @@ pub use burn;
 pub use checkpoint::{Checkpoint, CheckpointError, CheckpointMeta};
 pub use device::{BackendKind, DeviceArgs, DeviceError, DeviceSpec, GraphicsApi, OpenDevice};
 pub use generation::{Generator, Sampling};
+pub use keras_init::Init;
 pub use kernels::{Kernels, Matmul};
 pub use language_model::{LanguageModel, ModelConfig, ids_tensor};
 

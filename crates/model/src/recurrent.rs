@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use kernels::Kernels;
 
+use crate::keras_init::{gate_block, glorot, orthogonal, set_linear};
+
 /// Which recurrent cell the layers use.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -57,12 +59,60 @@ pub enum Layer {
     Rnn(Rnn),
 }
 
+impl Layer {
+    /// Redraws the layer's weights as Keras initialises its LSTM, GRU or SimpleRNN (see
+    /// [`crate::keras_init`]).
+    pub(crate) fn keras_init(&mut self, device: &burn::tensor::Device) {
+        match self {
+            Layer::Lstm(lstm) => {
+                let [d_input, units] = lstm.input_gate.input_transform.weight.dims();
+                let kernel = glorot(d_input, 4 * units, device);
+                let recurrent = orthogonal(units, 4 * units, device);
+                // Keras's order: input, forget, cell candidate, output.
+                let gates = [
+                    Some(&mut lstm.input_gate),
+                    lstm.forget_gate.as_mut(),
+                    Some(&mut lstm.cell_gate),
+                    Some(&mut lstm.output_gate),
+                ];
+                for (g, gate) in gates.into_iter().enumerate() {
+                    let Some(gate) = gate else { continue };
+                    let forget_bias = if g == 1 { 1.0 } else { 0.0 };
+                    let input = gate_block(&kernel, g, units);
+                    set_linear(&mut gate.input_transform, input, Some(forget_bias));
+                    // One bias per gate, as Keras's.
+                    let hidden = gate_block(&recurrent, g, units);
+                    set_linear(&mut gate.hidden_transform, hidden, None);
+                }
+            }
+            Layer::Gru(gru) => {
+                let [d_input, units] = gru.update_gate.input_transform.weight.dims();
+                let kernel = glorot(d_input, 3 * units, device);
+                let recurrent = orthogonal(units, 3 * units, device);
+                // Keras's order: update (z), reset (r), candidate (h).
+                let gates = [&mut gru.update_gate, &mut gru.reset_gate, &mut gru.new_gate];
+                for (g, gate) in gates.into_iter().enumerate() {
+                    let input = gate_block(&kernel, g, units);
+                    set_linear(&mut gate.input_transform, input, Some(0.0));
+                    let hidden = gate_block(&recurrent, g, units);
+                    set_linear(&mut gate.hidden_transform, hidden, Some(0.0));
+                }
+            }
+            Layer::Rnn(rnn) => {
+                let [d_input, units] = rnn.input.weight.dims();
+                set_linear(&mut rnn.input, glorot(d_input, units, device), Some(0.0));
+                set_linear(&mut rnn.hidden, orthogonal(units, units, device), None);
+            }
+        }
+    }
+}
+
 /// A plain tanh recurrent layer with PyTorch's initialisation (every weight and bias uniform in
 /// ±1/sqrt(hidden)).
 #[derive(Module, Debug)]
 pub struct Rnn {
-    input: Linear,
-    hidden: Linear,
+    pub(crate) input: Linear,
+    pub(crate) hidden: Linear,
 }
 
 impl Rnn {
