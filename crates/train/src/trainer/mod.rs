@@ -2,30 +2,38 @@
 //! Adam steps, each epoch ending with metrics, a checkpoint and generated samples.
 //!
 //! We write our own loop rather than burn-train's `Learner` because the `Learner` has no
-//! end-of-epoch hook that sees the model (the per-epoch generation callback).
+//! end-of-epoch hook that sees the model (the per-epoch generation callback). The setup (devices,
+//! data, sample prompts) is in `setup.rs`, what `--resume` checks in `resume.rs`, and the stop
+//! rules in `stop_rule.rs`.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
-use data::Vocab;
 use model::checkpoint::EpochProgress;
-use model::generation::Prompt;
-use model::recurrent::{CellKind, State};
-use model::{BackendKind, Checkpoint, CheckpointMeta, Kernels, LanguageModel, OpenDevice};
+use model::recurrent::State;
+use model::{Checkpoint, CheckpointMeta, LanguageModel, OpenDevice};
+
+mod resume;
+mod setup;
+mod stop_rule;
 
 use crate::Args;
 use crate::callback::generate_samples;
 use crate::metrics::{EpochMetrics, MetricsLog};
 use crate::progress::Progress;
 use crate::step::{optimizer, train_step_on};
-use pipeline::config::{Config, ExampleKind, StopLoss, config_name};
+use pipeline::config::{Config, config_name};
 use pipeline::evaluation::evaluate;
-use pipeline::prepare::{PreparedData, prepare};
+use pipeline::prepare::PreparedData;
+
+use resume::same_settings;
+use setup::{open_device, prepare_data, sample_prompts};
+use stop_rule::StopRule;
 
 /// What a finished or interrupted run reports.
 #[derive(Debug, Clone)]
@@ -135,137 +143,6 @@ pub fn train_until(
         run_dir.display()
     );
     Ok(summary)
-}
-
-/// Opens the config's devices (the first one evaluates, generates and holds the optimizer's
-/// state), selects its kernels and matrix products, and logs them.
-fn open_device(config: &Config) -> Result<(OpenDevice, Vec<Device>)> {
-    let settings = &config.train;
-    let all = settings
-        .device_specs()
-        .iter()
-        .map(|spec| spec.open())
-        .collect::<Result<Vec<_>, _>>()?;
-    let matmul = kernels::matmul::select(settings.matmul)?;
-    match all.as_slice() {
-        [one] => println!("device: {one}"),
-        several => {
-            println!(
-                "devices: {}, data parallel (each takes an equal share of every batch)",
-                several.len()
-            );
-            for (n, device) in several.iter().enumerate() {
-                println!("  device {}: {device}", n + 1);
-            }
-            if matches!(settings.backend, BackendKind::Flex | BackendKind::Ndarray) {
-                println!(
-                    "note: on a CPU backend the {} devices are replicas sharing the same cores, outside the fused kernels: several times slower than one device (for checking data parallelism, not for speed)",
-                    several.len()
-                );
-            }
-        }
-    }
-    let devices = all.iter().map(|o| o.device.clone()).collect();
-    let opened = all.into_iter().next().expect("at least one device");
-    let kernels = match (settings.kernels, settings.kernels.fused_on(&opened.device)) {
-        (_, true) if config.model.cell != CellKind::Lstm => format!(
-            "fused output layer and loss ({} layers on Burn's own operations), matrix products by {matmul}",
-            config.model.cell.name()
-        ),
-        (_, true) => format!("fused kernels, matrix products by {matmul}"),
-        (Kernels::Reference, _) => "Burn's reference operations".into(),
-        (Kernels::Fused, false) => "Burn's own operations (the fused kernels run on flex)".into(),
-    };
-    println!(
-        "compute: {kernels}, {} CPU threads",
-        rayon::current_num_threads()
-    );
-    Ok((opened, devices))
-}
-
-/// Runs the data pipeline, checks the batches fit the device and agree with a resumed
-/// checkpoint, then writes the vocabulary and the resolved config into `run_dir`.
-fn prepare_data(
-    config: &Config,
-    opened: &OpenDevice,
-    previous: Option<&Checkpoint>,
-    run_dir: &Path,
-) -> Result<PreparedData> {
-    let data = prepare(config)?;
-    println!("{}", data.source);
-    if let Some(ckpt) = previous {
-        same_vocab(&ckpt.vocab()?, &data.vocab, &ckpt.dir)?;
-    }
-    // On a GPU each tensor is one buffer: the largest, a batch's logits, must fit in one.
-    if let Some(first) = data.training.epoch(0, 0).next() {
-        opened
-            .check_logits_fit(first.targets.len(), data.vocab.size())
-            .map_err(|e| anyhow!("{e}; lower data.batch_size or data.seq_len"))?;
-    }
-    std::fs::create_dir_all(run_dir)
-        .with_context(|| format!("{}: cannot create the run directory", run_dir.display()))?;
-    data.vocab.save(&run_dir.join("vocab.txt"))?;
-    let config_text = toml::to_string_pretty(config).context("serialising the resolved config")?;
-    data::files::write_atomic(&run_dir.join("config.toml"), config_text.as_bytes())?;
-    let settings = &config.data;
-    println!(
-        "vocabulary {} entries; {:?}: {} training examples in {} batches of {} x {} per epoch{}",
-        data.vocab.size(),
-        settings.examples,
-        data.training.examples(),
-        data.training.per_epoch(),
-        settings.batch_size,
-        settings.seq_len,
-        data.validation.as_ref().map_or(String::new(), |v| format!(
-            ", {} held out for validation",
-            v.examples()
-        ))
-    );
-    if settings.examples != ExampleKind::Stream && data.training.examples() < settings.batch_size {
-        println!(
-            "note: {} training examples, fewer than data.batch_size = {}: every epoch is one batch of {} (as Keras trains on a partial batch)",
-            data.training.examples(),
-            settings.batch_size,
-            data.training.examples()
-        );
-    }
-    println!(
-        "loss: {}",
-        match settings.examples {
-            ExampleKind::Stream => "every position, state carried between windows",
-            ExampleKind::Windows | ExampleKind::Prefixes => "the last position of each example",
-            ExampleKind::Records if settings.loss_on_padding => "every position",
-            ExampleKind::Records => "real tokens + the first stop token (loss_on_padding = false)",
-        }
-    );
-    Ok(data)
-}
-
-/// The prompts of the end-of-epoch samples: `generate.prompts`, each one the vocabulary cannot
-/// read replaced, with a warning that says why, by the corpus's first token (the run matters
-/// more than its samples).
-fn sample_prompts(config: &Config, data: &PreparedData) -> Vec<String> {
-    let first = data
-        .training
-        .first_token()
-        .map(|id| data.vocab.token(id).to_owned());
-    let mut prompts = Vec::new();
-    for prompt in &config.generate.prompts {
-        match (
-            Prompt::read(prompt, config.data.tokenizer, &data.vocab),
-            &first,
-        ) {
-            (Ok(_), _) => prompts.push(prompt.clone()),
-            (Err(e), Some(first)) => {
-                eprintln!(
-                    "warning: generate.prompts: {e}; the samples start from the corpus's first token `{first}` instead"
-                );
-                prompts.push(first.clone());
-            }
-            (Err(e), None) => eprintln!("warning: generate.prompts: {e}; no sample from it"),
-        }
-    }
-    prompts
 }
 
 /// Everything a run carries from epoch to epoch besides the model.
@@ -608,109 +485,7 @@ impl<'a> Run<'a> {
     }
 }
 
-/// Watches the loss for `train.stop_at_loss`.
-struct StopRule {
-    target: Option<f64>,
-    kind: StopLoss,
-    smooth: f64,
-}
-
-impl StopRule {
-    fn new(config: &Config, vocab_size: usize) -> Self {
-        let settings = &config.train;
-        // The NumPy passage exercise starts its smoothed loss at a uniform guess summed over
-        // a window.
-        let smooth = (vocab_size as f64).ln() * config.data.seq_len as f64;
-        Self {
-            target: settings.stop_at_loss,
-            kind: settings.stop_loss,
-            smooth,
-        }
-    }
-
-    /// Folds in one step's loss summed over its window; true once the target is reached.
-    fn after_step(&mut self, window_loss: f64, step: u64, started: Instant) -> bool {
-        self.smooth = 0.999 * self.smooth + 0.001 * window_loss;
-        self.kind == StopLoss::SmoothedWindowSum && self.reached(self.smooth, step, started)
-    }
-
-    /// Checks an epoch's mean loss; true once the target is reached.
-    fn after_epoch(&self, mean_loss: f64, step: u64, started: Instant) -> bool {
-        self.kind == StopLoss::EpochMean && self.reached(mean_loss, step, started)
-    }
-
-    fn reached(&self, loss: f64, step: u64, started: Instant) -> bool {
-        let hit = self.target.is_some_and(|target| loss <= target);
-        if hit {
-            println!(
-                "reached the target loss: {:?} loss {loss:.4} at step {step} after {:.1}s",
-                self.kind,
-                started.elapsed().as_secs_f64()
-            );
-        }
-        hit
-    }
-}
-
 /// The seed of the device's random numbers (dropout) for optimizer step `step`.
 fn step_seed(seed: u64, step: u64) -> u64 {
     seed ^ (step + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-}
-
-/// An error naming the first setting of `config` that changes the corpus, the data, the model
-/// or the seed (the batch order) from those the run in `run_dir` was started with.
-fn same_settings(config: &Config, run_dir: &Path) -> Result<()> {
-    let path = run_dir.join("config.toml");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("{}: cannot read the run's config", path.display()))?;
-    let saved: toml::Table =
-        toml::from_str(&text).with_context(|| format!("{}: not a config", path.display()))?;
-    let now = toml::Table::try_from(config).context("serialising the config")?;
-    let keys = ["corpus", "data", "model"]
-        .into_iter()
-        .flat_map(|section| {
-            let keys = now.get(section).and_then(toml::Value::as_table);
-            keys.into_iter()
-                .flat_map(|t| t.keys())
-                .map(move |key| (section, key.as_str()))
-        })
-        // Reading the corpus as text or prepared gives the same ids; the vocabulary check
-        // catches a prepared form that disagrees.
-        .filter(|&key| key != ("corpus", "prepared"))
-        .chain([("train", "seed")]);
-    for (section, key) in keys {
-        let value = |table: &toml::Table| table.get(section).and_then(|s| s.get(key)).cloned();
-        let (before, after) = (value(&saved), value(&now));
-        if before != after {
-            let show = |v: Option<toml::Value>| v.map_or("unset".into(), |v| v.to_string());
-            bail!(
-                "{}: `{section}.{key}` was {} when this run started and is {} now; resuming needs the same corpus, data, model and seed (start a new run with --out DIR)",
-                path.display(),
-                show(before),
-                show(after)
-            );
-        }
-    }
-    Ok(())
-}
-
-/// An error unless the checkpoint's vocabulary is the one the corpus builds now.
-fn same_vocab(saved: &Vocab, built: &Vocab, dir: &Path) -> Result<()> {
-    if saved == built {
-        return Ok(());
-    }
-    let first = saved
-        .tokens()
-        .iter()
-        .zip(built.tokens())
-        .position(|(a, b)| a != b)
-        .unwrap_or(saved.size().min(built.size()));
-    bail!(
-        "{}: the checkpoint's vocabulary ({} entries, SHA-256 {}) differs from the one this corpus and config build ({} entries, SHA-256 {}), first at id {first}; resume with the same corpus and data settings, or start a new run with --out",
-        dir.display(),
-        saved.size(),
-        saved.fingerprint(),
-        built.size(),
-        built.fingerprint()
-    )
 }
