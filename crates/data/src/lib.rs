@@ -18,7 +18,7 @@ pub use corpus::{CorpusFormat, CorpusSpec, LoadedCorpus, RECIPE_TEMPLATE, Record
 pub use encoding::Encoder;
 pub use error::{DataError, StreamTooShort};
 pub use prepared::{Encoded, Manifest, Part, PrepareSettings, Split, TokenSettings};
-pub use sequences::{Batch, Collator, LossPositions, Sequences, Shape};
+pub use sequences::{Batch, Collator, LossPositions, Sequences, Shape, Shuffle};
 pub use stream::StreamWindows;
 pub use token_store::TokenStore;
 pub use tokenizer::Tokenizer;

@@ -203,6 +203,18 @@ impl Batch {
     }
 }
 
+/// What an epoch shuffles.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Shuffle {
+    /// The sequences, into new batches every epoch.
+    #[default]
+    Examples,
+    /// The order of fixed batches of consecutive sequences, as the chapter's
+    /// `tf.data.Dataset.from_tensor_slices(text).batch(32).shuffle(1000)` does.
+    Batches,
+}
+
 /// Cuts sequences into shuffled batches, reproducibly for a given seed and epoch.
 #[derive(Debug, Clone, Copy)]
 pub struct Collator {
@@ -210,6 +222,8 @@ pub struct Collator {
     pub batch_size: usize,
     /// Which positions count in the loss.
     pub positions: LossPositions,
+    /// What an epoch shuffles.
+    pub shuffle: Shuffle,
 }
 
 impl Collator {
@@ -228,12 +242,17 @@ impl Collator {
         let mut order: Vec<usize> = (0..data.len()).collect();
         let mut rng =
             StdRng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64));
-        order.shuffle(&mut rng);
+        if self.shuffle == Shuffle::Examples {
+            order.shuffle(&mut rng);
+        }
         let this = *self;
-        let chunks: Vec<Vec<usize>> = order
+        let mut chunks: Vec<Vec<usize>> = order
             .chunks(self.batch_size)
             .map(<[usize]>::to_vec)
             .collect();
+        if self.shuffle == Shuffle::Batches {
+            chunks.shuffle(&mut rng);
+        }
         chunks.into_iter().map(move |rows| this.batch(data, &rows))
     }
 
@@ -314,6 +333,7 @@ mod tests {
         let b = Collator {
             batch_size: 8,
             positions: LossPositions::RealAndStop,
+            shuffle: Shuffle::Examples,
         }
         .batch(&s, &[1]);
         let row = &rows(&s)[1];
@@ -323,6 +343,7 @@ mod tests {
         let keras = Collator {
             batch_size: 8,
             positions: LossPositions::All,
+            shuffle: Shuffle::Examples,
         }
         .batch(&s, &[1]);
         assert_eq!(keras.weights, [1.0, 1.0, 1.0]);
@@ -360,6 +381,7 @@ mod tests {
         let b = Collator {
             batch_size: 8,
             positions: LossPositions::Last,
+            shuffle: Shuffle::Examples,
         }
         .batch(&s, &[0, 1]);
         assert!(b.last_only);
@@ -376,6 +398,7 @@ mod tests {
             let collator = Collator {
                 batch_size: 8,
                 positions,
+                shuffle: Shuffle::Examples,
             };
             let b = collator.batch(&s, &[0, 1, 2]);
             let parts = b.split(2);
@@ -398,6 +421,7 @@ mod tests {
         let collator = Collator {
             batch_size: 3,
             positions: LossPositions::RealAndStop,
+            shuffle: Shuffle::Examples,
         };
         let firsts = |epoch: usize| -> Vec<u32> {
             let batches: Vec<Batch> = collator.epoch(&s, 7, epoch).collect();
@@ -415,5 +439,32 @@ mod tests {
         let mut want = firsts_of_rows;
         want.sort_unstable();
         assert_eq!(sorted, want, "every row exactly once");
+    }
+
+    /// `Shuffle::Batches` keeps each batch's consecutive rows together and shuffles the
+    /// batches' order from epoch to epoch, as the chapter's `batch(32).shuffle(1000)`.
+    #[test]
+    fn shuffling_batches_keeps_consecutive_rows_together() {
+        let texts: Vec<String> = (0..20).map(|i| format!("w{i} x")).collect();
+        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let (_, s) = sequences(&texts, Shape::Padded, 2);
+        let firsts_of_rows: Vec<u32> = rows(&s).iter().map(|r| r[0]).collect();
+        let collator = Collator {
+            batch_size: 3,
+            positions: LossPositions::RealAndStop,
+            shuffle: Shuffle::Batches,
+        };
+        let batches = |epoch: usize| -> Vec<Vec<u32>> {
+            let firsts = |b: &Batch| b.inputs.chunks(2).map(|row| row[0]).collect();
+            collator.epoch(&s, 7, epoch).map(|b| firsts(&b)).collect()
+        };
+        let fixed: Vec<Vec<u32>> = firsts_of_rows.chunks(3).map(<[u32]>::to_vec).collect();
+        let (mut first, second) = (batches(0), batches(1));
+        assert_ne!(first, second, "another epoch, another order of batches");
+        assert_ne!(first, fixed, "the batches are shuffled");
+        first.sort_unstable();
+        let mut want = fixed;
+        want.sort_unstable();
+        assert_eq!(first, want, "the same batches of consecutive rows");
     }
 }

@@ -1,22 +1,18 @@
-//! Fused operations for Burn's flex CPU backend: an LSTM layer and the output layer with its
-//! softmax cross-entropy, each one backend operation with a hand-written backward pass, Adam's
-//! update in one pass, and the matrix products and vectorised math under them. Also a decoder that runs one sequence
-//! a token at a time on plain slices, its output layer in half precision, and the bounds that
-//! tell when half precision cannot change the token picked. Everything here works on tensors,
-//! slices and shapes; it knows nothing of configs, vocabularies or checkpoints.
+//! Fused operations for Burn's flex CPU backend, in two parts: `train`, the LSTM layer and the
+//! output layer with its softmax cross-entropy (each one backend operation with a hand-written
+//! backward pass) and Adam's update in one pass; `decode`, a decoder that runs one sequence a
+//! token at a time on plain slices, its output layer in half precision, and the bounds that
+//! tell when half precision cannot change the token picked. Both stand on the LSTM cell's step
+//! (`cell`), the matrix and block products and the vectorised math here. Everything works on
+//! tensors, slices and shapes; it knows nothing of configs, vocabularies or checkpoints.
 
-pub mod adam;
-mod autodiff;
 mod block_product;
-pub mod bounded;
-pub mod decoder;
+mod cell;
+pub mod decode;
 mod even;
-mod flex_buffers;
-pub mod half_matrix;
-pub mod linear_cross_entropy;
-pub mod lstm;
 mod math;
 pub mod matmul;
+pub mod train;
 
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};

@@ -372,6 +372,24 @@ fn product(
     }
 }
 
+/// The transpose `[cols, rows]` of a row-major `[rows, cols]` matrix, in tiles that stay in
+/// cache (a row at a time, the writes would stride through the whole result).
+pub(crate) fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    const TILE: usize = 16;
+    let mut out = vec![0.0f32; rows * cols];
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                let row = &values[r * cols..][c0..(c0 + TILE).min(cols)];
+                for (c, &x) in (c0..).zip(row) {
+                    out[c * rows + r] = x;
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 use burn::nn::Linear;
 use burn::tensor::{Int, Tensor};
 use kernels::Kernels;
-use kernels::linear_cross_entropy::{linear_cross_entropy, reference};
+use kernels::train::linear_cross_entropy::{linear_cross_entropy, reference};
 
 /// The cross-entropy of `output` applied to `hidden [N, H]` against `targets [N]`, weighted
 /// per row by `weights [N]` (0 drops a padding position) and divided by `weight_sum`: the

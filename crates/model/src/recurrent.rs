@@ -197,7 +197,7 @@ impl Layer {
                     LstmState::new(cell, s.hidden)
                 });
                 let (h, state) = match kernels.fused_on(&x.device()) {
-                    true => kernels::lstm::forward(lstm, x, state),
+                    true => kernels::train::lstm::forward(lstm, x, state),
                     false => lstm.forward(x, state),
                 };
                 let state = LayerState {

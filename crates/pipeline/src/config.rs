@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use data::defaults;
-use data::{CorpusSpec, Tokenizer};
+use data::{CorpusSpec, Shuffle, Tokenizer};
 use model::{BackendKind, DeviceSpec, GraphicsApi, Kernels, Matmul, ModelConfig};
 use serde::{Deserialize, Serialize};
 
@@ -50,6 +50,10 @@ pub struct DataConfig {
     pub tokenizer: Tokenizer,
     /// How the corpus becomes training examples.
     pub examples: ExampleKind,
+    /// What each epoch shuffles: `examples` (the default: the sequences, into new batches) or
+    /// `batches` (fixed batches of consecutive records, in a new order: the chapter's
+    /// `batch(32).shuffle(1000)`).
+    pub shuffle: Shuffle,
     /// Fraction of the corpus held out for validation: the last records, or the end of the
     /// stream. Its loss is reported per epoch next to the training loss.
     pub validation: f64,
@@ -91,6 +95,7 @@ impl Default for DataConfig {
             loss_on_padding: false,
             tokenizer: Tokenizer::Word,
             examples: ExampleKind::Records,
+            shuffle: Shuffle::Examples,
             validation: 0.0,
         }
     }

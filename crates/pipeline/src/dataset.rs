@@ -60,6 +60,7 @@ impl Dataset {
             collator: Collator {
                 batch_size,
                 positions,
+                shuffle: config.shuffle,
             },
         })
     }

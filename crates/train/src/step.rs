@@ -9,7 +9,7 @@ use burn::optim::{
 use burn::tensor::Device;
 use data::Batch;
 use kernels::Kernels;
-use kernels::adam::FusedAdam;
+use kernels::train::adam::FusedAdam;
 
 use model::LanguageModel;
 use model::recurrent::State;

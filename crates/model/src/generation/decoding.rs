@@ -2,7 +2,7 @@
 //! kernels: the weights copied once into the kernels crate's [`LstmDecoder`].
 
 use burn::tensor::Device;
-use kernels::decoder::{LstmDecoder, LstmWeights};
+use kernels::decode::decoder::{LstmDecoder, LstmWeights};
 
 use crate::LanguageModel;
 use crate::language_model::float_values;
@@ -19,7 +19,7 @@ pub(crate) fn decoder(model: &LanguageModel, device: &Device) -> Option<LstmDeco
         .iter()
         .map(|layer| match layer {
             Layer::Lstm(lstm) => {
-                let (input, hidden, bias) = kernels::lstm::fused_weights(lstm);
+                let (input, hidden, bias) = kernels::train::lstm::fused_weights(lstm);
                 Some(LstmWeights {
                     input: float_values(input),
                     hidden: float_values(hidden),

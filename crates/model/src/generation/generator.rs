@@ -15,7 +15,7 @@ use burn::prelude::s;
 use burn::tensor::Device;
 use data::vocab::PAD_ID;
 use data::{Tokenizer, Vocab};
-use kernels::decoder::{LstmDecoder, Session};
+use kernels::decode::decoder::{LstmDecoder, Session};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 

@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use kernels::bounded::{self, Bounds};
+use kernels::decode::bounded::{self, Bounds};
 use rand::Rng;
 
 /// How the next token is chosen.

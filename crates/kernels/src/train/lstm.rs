@@ -22,12 +22,13 @@ use burn::tensor::Tensor;
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use crate::autodiff::{HandBackward, record};
 use crate::block_product::{BLOCK, Strides, accumulate};
+use crate::cell::CellForward;
 use crate::even;
-use crate::flex_buffers::{floats, linear_bias, tensor};
-use crate::math::{Vectorised, dot, sigmoid, tanh, widest_vectors};
-use crate::matmul::{Operand, matmul, matmul_on_this_thread};
+use crate::math::{Vectorised, dot, tanh, widest_vectors};
+use crate::matmul::{Operand, matmul, matmul_on_this_thread, transpose};
+use crate::train::autodiff::{HandBackward, record};
+use crate::train::flex_buffers::{floats, linear_bias, tensor};
 
 /// The LSTM recurrence as a backend operation.
 #[backend_extension(Flex, Autodiff)]
@@ -128,24 +129,6 @@ pub trait LstmKernels: Backend {
         w_hh: &FloatTensor<Self>,
         grad: FloatTensor<Self>,
     ) -> [FloatTensor<Self>; 6];
-}
-
-/// The transpose `[cols, rows]` of a row-major `[rows, cols]` matrix, in tiles that stay in
-/// cache (a row at a time, the writes would stride through the whole result).
-pub(crate) fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    const TILE: usize = 16;
-    let mut out = vec![0.0f32; rows * cols];
-    for r0 in (0..rows).step_by(TILE) {
-        for c0 in (0..cols).step_by(TILE) {
-            for r in r0..(r0 + TILE).min(rows) {
-                let row = &values[r * cols..][c0..(c0 + TILE).min(cols)];
-                for (c, &x) in (c0..).zip(row) {
-                    out[c * rows + r] = x;
-                }
-            }
-        }
-    }
-    out
 }
 
 /// Batches up to this size run the per-step recurrent products row by row through
@@ -414,52 +397,6 @@ impl Vectorised for RowDots<'_> {
         for (out, row) in rows {
             for (o, w) in out.iter_mut().zip(self.weights.chunks_exact(self.k)) {
                 *o = dot(row, w);
-            }
-        }
-    }
-}
-
-/// One step of the cell for every sequence: the gates' pre-activations `[B, 4H]` become
-/// their activations (input, forget, cell, output) in place, and the new cell and hidden
-/// states `[B, H]` are written.
-pub(crate) struct CellForward<'a> {
-    pub(crate) gates: &'a mut [f32],
-    pub(crate) c_prev: &'a [f32],
-    pub(crate) c_next: &'a mut [f32],
-    pub(crate) h_next: &'a mut [f32],
-    pub(crate) hd: usize,
-}
-
-impl Vectorised for CellForward<'_> {
-    type Output = ();
-
-    #[inline(always)]
-    fn run(self) {
-        let hd = self.hd;
-        let states = self
-            .c_prev
-            .chunks_exact(hd)
-            .zip(self.c_next.chunks_exact_mut(hd));
-        let rows = self.gates.chunks_exact_mut(4 * hd).zip(states);
-        // Short loops over few slices each: with more, the vectoriser gives up on proving
-        // that they do not overlap.
-        for ((row, (c_prev, c_next)), h_next) in rows.zip(self.h_next.chunks_exact_mut(hd)) {
-            let (ifg, o) = row.split_at_mut(3 * hd);
-            let (i_f, g) = ifg.split_at_mut(2 * hd);
-            i_f.iter_mut().for_each(|x| *x = sigmoid(*x));
-            g.iter_mut().for_each(|x| *x = tanh(*x));
-            o.iter_mut().for_each(|x| *x = sigmoid(*x));
-            let (i, f) = i_f.split_at(hd);
-            for (((c, c_prev), (i, f)), g) in c_next
-                .iter_mut()
-                .zip(c_prev)
-                .zip(i.iter().zip(f))
-                .zip(g.iter())
-            {
-                *c = f * c_prev + i * g;
-            }
-            for ((h, c), o) in h_next.iter_mut().zip(c_next.iter()).zip(o.iter()) {
-                *h = o * tanh(*c);
             }
         }
     }
@@ -740,8 +677,8 @@ impl<B: Backend + LstmKernels, C: CheckpointStrategy> LstmOps for Autodiff<B, C>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flex_buffers::values;
     use crate::math::central_difference;
+    use crate::train::flex_buffers::values;
     use burn::module::Module;
     use burn::nn::LstmConfig;
     use burn::tensor::{Device, Distribution, TensorData};

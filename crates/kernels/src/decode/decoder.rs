@@ -10,12 +10,12 @@ use std::thread::{Scope, ScopedJoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::block_product::{BLOCK, Strides, accumulate};
-use crate::bounded::Bounds;
+use crate::cell::CellForward;
+use crate::decode::bounded::Bounds;
+use crate::decode::half_matrix::{HalfMatrix, Part};
 use crate::even;
-use crate::half_matrix::{HalfMatrix, Part};
-use crate::lstm::{CellForward, transpose};
 use crate::math::widest_vectors;
-use crate::matmul::{Operand, matmul};
+use crate::matmul::{Operand, matmul, transpose};
 
 /// One LSTM layer's weights: `input [d_in, 4H]`, `hidden [H, 4H]` and `bias [4H]`, the gates
 /// in the order input, forget, cell, output (the fused layer's layout).
@@ -525,7 +525,7 @@ mod tests {
     /// The cumulative probabilities of softmax(logits / temperature), in f64, at which the
     /// `count` most likely tokens' intervals start and end.
     fn edges(logits: &[f64], temperature: f32, count: usize) -> Vec<f64> {
-        use crate::bounded::tests::softmax_weights;
+        use crate::decode::bounded::tests::softmax_weights;
         let weights = softmax_weights(logits, temperature);
         let total: f64 = weights.iter().sum();
         let mut order: Vec<usize> = (0..weights.len()).collect();
@@ -545,8 +545,8 @@ mod tests {
     /// separates the two.
     #[test]
     fn settled_picks_equal_full_precision_picks_with_a_large_bias_at_low_temperature() {
-        use crate::bounded::tests::draw;
-        use crate::bounded::{certain_argmax, certain_draw};
+        use crate::decode::bounded::tests::draw;
+        use crate::decode::bounded::{certain_argmax, certain_draw};
         let (v, h) = (9_000, 32);
         // Weights in [-4, 4): peaked distributions, as a trained model's are.
         let output: Vec<f32> = scattered(h * v, 1)

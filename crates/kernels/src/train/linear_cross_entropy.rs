@@ -21,11 +21,11 @@ use burn::tensor::{Int, Tensor};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use crate::autodiff::{HandBackward, record};
 use crate::even;
-use crate::flex_buffers::{floats, linear_bias, tensor};
 use crate::math::{Vectorised, exp_in_place, widest_vectors};
 use crate::matmul::{Operand, matmul_on_this_thread};
+use crate::train::autodiff::{HandBackward, record};
+use crate::train::flex_buffers::{floats, linear_bias, tensor};
 
 /// The output layer's weighted cross-entropy as a backend operation.
 #[backend_extension(Flex, Autodiff)]
@@ -411,8 +411,8 @@ impl<B: Backend + CrossEntropyKernels, C: CheckpointStrategy> CrossEntropyOps fo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flex_buffers::values;
     use crate::math::central_difference;
+    use crate::train::flex_buffers::values;
     use burn::module::{Module, Param};
     use burn::nn::LinearConfig;
     use burn::tensor::{Device, Distribution, TensorData};

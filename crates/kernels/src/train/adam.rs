@@ -14,8 +14,8 @@ use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 use crate::Kernels;
-use crate::flex_buffers::{floats, writable};
 use crate::math::{Vectorised, widest_vectors};
+use crate::train::flex_buffers::{floats, writable};
 
 /// Adam's update of one parameter as a backend operation.
 #[backend_extension(Flex)]
@@ -168,7 +168,7 @@ impl Optimizer for FusedAdam {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flex_buffers::values;
+    use crate::train::flex_buffers::values;
     use burn::tensor::Distribution;
 
     /// Three steps from no state, on a parameter shared among the cores and on one updated on
