@@ -14,7 +14,7 @@ use model::generation::CheckedPicks;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::record::{self, Machine};
+use crate::record;
 
 /// `bench serve` flags.
 #[derive(clap::Args)]
@@ -95,10 +95,7 @@ pub fn run(args: &LoadArgs) -> Result<()> {
         .as_ref()
         .map(|_| CheckedPicks::now().since(picks_before));
     let figures = Figures::of(&answers, errors.len(), elapsed, args.clients, picks);
-    let printed = format!("{}\n{what}\n{}", Machine::describe().line(), figures.text());
-    print!("{printed}");
-    let path = record::save("serve", &printed, &figures)?;
-    eprintln!("written to {}", path.display());
+    record::publish("serve", &format!("{what}\n{}", figures.text()), &figures)?;
     if let Some(first) = errors.first() {
         bail!("{} requests failed; the first: {first}", errors.len());
     }

@@ -19,7 +19,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use ours::Row;
 use pytorch::Variant;
-use work::Work;
+use work::{Work, machine_threads};
 
 /// Speed figures for the LSTM language model.
 #[derive(Parser)]
@@ -97,11 +97,6 @@ struct MemoriseArgs {
     python: Option<PathBuf>,
 }
 
-/// Every CPU this process may run on.
-fn machine_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
-}
-
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
@@ -167,17 +162,9 @@ fn compare(args: &CompareArgs) -> Result<()> {
             runs.push(ours::spawn(&batches, &work, Row::Wgpu)?);
         }
     }
-    let printed = format!(
-        "{}\n{}{}",
-        record::Machine::describe().line(),
-        report::table(&batches, &work, &runs),
-        limit.report(&runs)
-    );
-    print!("{printed}");
+    let body = report::table(&batches, &work, &runs) + &limit.report(&runs);
     let results = serde_json::json!({"work": work, "limit": limit.json(), "runs": runs});
-    let path = record::save("compare", &printed, &results)?;
-    eprintln!("written to {}", path.display());
-    Ok(())
+    record::publish("compare", &body, &results)
 }
 
 fn memorise(args: &MemoriseArgs) -> Result<()> {
@@ -192,13 +179,5 @@ fn memorise(args: &MemoriseArgs) -> Result<()> {
         threads: machine_threads(),
     };
     let runs = [ours, pytorch::memorise(&python, &work)?];
-    let printed = format!(
-        "{}\n{}",
-        record::Machine::describe().line(),
-        report::memorise_table(&runs)
-    );
-    print!("{printed}");
-    let path = record::save("memorise", &printed, &runs)?;
-    eprintln!("written to {}", path.display());
-    Ok(())
+    record::publish("memorise", &report::memorise_table(&runs), &runs)
 }

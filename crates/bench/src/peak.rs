@@ -75,8 +75,10 @@ impl Limit {
     /// Lines for the table: the arithmetic, the peak, the limits, and each of our rows' speed
     /// against them.
     pub fn report(&self, runs: &[Measured]) -> String {
-        let limit_ms = |gflop: f64| gflop / self.peak_gflops * 1000.0;
-        let (work_ms, full_ms) = (limit_ms(self.work_gflop), limit_ms(self.step_gflop));
+        let (work_ms, full_ms) = (
+            self.limit_ms(self.work_gflop),
+            self.limit_ms(self.step_gflop),
+        );
         let mut out = format!(
             "arithmetic: {:.1} GFLOP of work done per step (the output layer over the {:.0}% of positions counted, the rest padding), {:.1} GFLOP with every position\n\
              matrix-product peak here: {:.0} GFLOP/s (the gemm crate on {} threads, 1024^3, best of 5 after a warm-up)\n\
@@ -105,16 +107,20 @@ impl Limit {
 
     /// The figures as JSON: the arithmetic, the peak and the limits.
     pub fn json(&self) -> serde_json::Value {
-        let limit_ms = |gflop: f64| gflop / self.peak_gflops * 1000.0;
         serde_json::json!({
             "work_gflop": self.work_gflop,
             "step_gflop": self.step_gflop,
             "counted": self.counted,
             "peak_gflops": self.peak_gflops,
             "peak_threads": self.threads,
-            "work_limit_ms": limit_ms(self.work_gflop),
-            "full_limit_ms": limit_ms(self.step_gflop),
+            "work_limit_ms": self.limit_ms(self.work_gflop),
+            "full_limit_ms": self.limit_ms(self.step_gflop),
         })
+    }
+
+    /// Milliseconds that `gflop` of arithmetic take at the measured peak.
+    fn limit_ms(&self, gflop: f64) -> f64 {
+        gflop / self.peak_gflops * 1000.0
     }
 }
 

@@ -2,7 +2,7 @@
 //! with the command line, the date and a description of the machine, so that a table in
 //! `docs/benchmarks.md` can be checked against the run that printed it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
@@ -10,25 +10,25 @@ use serde::Serialize;
 
 /// The machine a figure was measured on, as far as the system says.
 #[derive(Debug, Serialize)]
-pub struct Machine {
+struct Machine {
     /// `model name` of the first processor in /proc/cpuinfo.
-    pub cpu: String,
+    cpu: String,
     /// Logical CPUs this process may run on.
-    pub logical_cpus: usize,
+    logical_cpus: usize,
     /// The widest SIMD extensions the CPU reports (e.g. `avx512f`, `avx2`, `fma`).
-    pub simd: Vec<String>,
+    simd: Vec<String>,
     /// Total memory, in GiB.
-    pub memory_gib: f64,
+    memory_gib: f64,
     /// The operating system (`PRETTY_NAME` of /etc/os-release).
-    pub os: String,
+    os: String,
     /// The version of Burn in Cargo.lock.
-    pub burn: String,
+    burn: String,
 }
 
 impl Machine {
     /// Reads the description from /proc, /etc/os-release and Cargo.lock ("unknown" where one
     /// is missing).
-    pub fn describe() -> Self {
+    fn describe() -> Self {
         let cpuinfo = read("/proc/cpuinfo");
         let field = |name: &str| {
             cpuinfo.lines().find_map(|l| {
@@ -60,7 +60,7 @@ impl Machine {
             .map(|v| v.trim_matches('"').to_owned());
         Self {
             cpu: field("model name").unwrap_or_else(|| "unknown".into()),
-            logical_cpus: std::thread::available_parallelism().map_or(1, usize::from),
+            logical_cpus: crate::work::machine_threads(),
             simd,
             memory_gib: memory_kib.map_or(0.0, |k| (k / 1_048_576.0 * 10.0).round() / 10.0),
             os: os.unwrap_or_else(|| "unknown".into()),
@@ -69,7 +69,7 @@ impl Machine {
     }
 
     /// One line for the head of a printed report.
-    pub fn line(&self) -> String {
+    fn line(&self) -> String {
         format!(
             "machine: {}, {} logical CPUs ({}), {} GiB, {}, Burn {}",
             self.cpu,
@@ -110,8 +110,12 @@ struct Record<'a, T: Serialize> {
     results: &'a T,
 }
 
-/// Writes `target/bench/<name>.json` with the printed text and the results behind it; its path.
-pub fn save<T: Serialize>(name: &str, printed: &str, results: &T) -> Result<PathBuf> {
+/// Prints the machine's description and `body`, and writes the same text with `results` to
+/// `target/bench/<name>.json`, saying where.
+pub fn publish<T: Serialize>(name: &str, body: &str, results: &T) -> Result<()> {
+    let machine = Machine::describe();
+    let printed = format!("{}\n{body}", machine.line());
+    print!("{printed}");
     let unix_time = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -119,15 +123,16 @@ pub fn save<T: Serialize>(name: &str, printed: &str, results: &T) -> Result<Path
         command: std::env::args().collect::<Vec<_>>().join(" "),
         unix_time,
         date: utc_date(unix_time),
-        machine: Machine::describe(),
-        printed,
+        machine,
+        printed: &printed,
         results,
     };
     let path = Path::new("target/bench").join(format!("{name}.json"));
     std::fs::create_dir_all("target/bench").context("target/bench: cannot create")?;
     let json = serde_json::to_string_pretty(&record)?;
     data::files::write_atomic(&path, json.as_bytes())?;
-    Ok(path)
+    eprintln!("written to {}", path.display());
+    Ok(())
 }
 
 /// `YYYY-MM-DD` of a Unix time (the proleptic Gregorian calendar, UTC).

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::ours::peak_rss_mib;
-use crate::record::{self, Machine};
+use crate::record;
 
 /// Where the corpora, prepared directories and runs go.
 const DIR: &str = "target/bench/scale";
@@ -118,7 +118,7 @@ pub fn run(args: &ScaleArgs) -> Result<()> {
             std::fs::remove_dir_all(dir.join(format!("prepared-{mb}MB")))?;
         }
     }
-    let mut out = format!("{}\n", Machine::describe().line());
+    let mut out = String::new();
     let _ = writeln!(
         out,
         "| corpus | records | tokens | prepare | prepare MB/s | prepare peak RSS | {} steps from prepared | peak RSS | {} steps from text | peak RSS |",
@@ -154,16 +154,13 @@ pub fn run(args: &ScaleArgs) -> Result<()> {
             last.4.peak_rss_mib / first.4.peak_rss_mib
         );
     }
-    print!("{out}");
     let results: Vec<_> = rows
         .iter()
         .map(|(mb, records, prepare, train, text)| {
             serde_json::json!({"mb": mb, "records": records, "prepare": prepare, "train_prepared": train, "train_text": text})
         })
         .collect();
-    let path = record::save("scale", &out, &results)?;
-    eprintln!("written to {}", path.display());
-    Ok(())
+    record::publish("scale", &out, &results)
 }
 
 /// The shipped recipes as JSON objects.

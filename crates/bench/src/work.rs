@@ -4,6 +4,11 @@
 use std::ffi::OsStr;
 use std::process::Command;
 
+/// Every CPU this process may run on.
+pub fn machine_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 /// What each measuring process does, and with what.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct Work {

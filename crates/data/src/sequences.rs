@@ -412,12 +412,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn shuffling_is_reproducible_and_covers_every_row_once() {
+    /// Twenty one-word records padded to rows of 2 inputs, and each row's first id.
+    fn twenty_rows() -> (Sequences, Vec<u32>) {
         let texts: Vec<String> = (0..20).map(|i| format!("w{i} x")).collect();
         let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
         let (_, s) = sequences(&texts, Shape::Padded, 2);
-        let firsts_of_rows: Vec<u32> = rows(&s).iter().map(|r| r[0]).collect();
+        let firsts_of_rows = rows(&s).iter().map(|r| r[0]).collect();
+        (s, firsts_of_rows)
+    }
+
+    #[test]
+    fn shuffling_is_reproducible_and_covers_every_row_once() {
+        let (s, firsts_of_rows) = twenty_rows();
         let collator = Collator {
             batch_size: 3,
             positions: LossPositions::RealAndStop,
@@ -445,10 +451,7 @@ mod tests {
     /// batches' order from epoch to epoch, as the chapter's `batch(32).shuffle(1000)`.
     #[test]
     fn shuffling_batches_keeps_consecutive_rows_together() {
-        let texts: Vec<String> = (0..20).map(|i| format!("w{i} x")).collect();
-        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let (_, s) = sequences(&texts, Shape::Padded, 2);
-        let firsts_of_rows: Vec<u32> = rows(&s).iter().map(|r| r[0]).collect();
+        let (s, firsts_of_rows) = twenty_rows();
         let collator = Collator {
             batch_size: 3,
             positions: LossPositions::RealAndStop,
