@@ -1,6 +1,8 @@
 //! End-to-end tests on the shipped recipe corpus; one module per topic.
 
 mod char_stream;
+#[cfg(feature = "clients")]
+mod clients;
 mod config_errors;
 mod data_parallel;
 mod fuzzing;

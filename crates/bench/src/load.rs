@@ -1,6 +1,6 @@
-//! `bench serve`: N concurrent clients streaming completions from a served model for T seconds;
-//! requests and generated tokens per second, latency to the first token and to the last, and
-//! errors.
+//! `bench serve`: N concurrent clients streaming completions from a served model for T seconds,
+//! for each N of a list in one run against one server; requests and generated tokens per
+//! second, latency to the first token and to the last, and errors.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use inference::{ModelSource, ServeArgs};
 use model::DeviceArgs;
-use model::generation::CheckedPicks;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -28,10 +27,11 @@ pub struct LoadArgs {
     /// Load a server that is already running instead, e.g. `http://127.0.0.1:8080`.
     #[arg(long, conflicts_with = "checkpoint")]
     url: Option<String>,
-    /// Clients sending requests at the same time, each one after the other.
-    #[arg(long, default_value_t = 8)]
-    clients: usize,
-    /// How long the clients keep sending.
+    /// Clients sending requests at the same time, each one after the other: one load per
+    /// number, in turn.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 8, 32, 64])]
+    clients: Vec<usize>,
+    /// How long the clients of each load keep sending.
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
     /// `max_tokens` of every request.
@@ -60,7 +60,7 @@ pub fn run(args: &LoadArgs) -> Result<()> {
         }
         (None, None) => bail!("give --checkpoint or --url"),
     };
-    if args.clients == 0 || args.seconds <= 0.0 {
+    if args.clients.contains(&0) || args.seconds <= 0.0 {
         bail!("--clients and --seconds must be above 0");
     }
     let url = format!("{base}/v1/completions");
@@ -69,41 +69,56 @@ pub fn run(args: &LoadArgs) -> Result<()> {
     ureq::post(&url)
         .send_json(warm_up)
         .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
-    eprintln!(
-        "{} clients for {} s against {what}, {} tokens per request",
-        args.clients, args.seconds, args.max_tokens
+    let mut loads = Vec::new();
+    for &clients in &args.clients {
+        eprintln!(
+            "{clients} clients for {} s against {what}, {} tokens per request",
+            args.seconds, args.max_tokens
+        );
+        loads.push(load(args, &url, clients));
+    }
+    let mut text = format!(
+        "{what}\n{} s per load, {} tokens per request, temperature 0.8\n{}",
+        args.seconds,
+        args.max_tokens,
+        Figures::header()
     );
-    let picks_before = CheckedPicks::now();
-    let deadline = Instant::now() + Duration::from_secs_f64(args.seconds);
-    let start = Instant::now();
-    let results: Vec<(Vec<Answer>, Vec<String>)> = std::thread::scope(|scope| {
-        let clients: Vec<_> = (0..args.clients)
-            .map(|client| {
-                let url = &url;
-                scope.spawn(move || client_loop(args, url, client, deadline))
-            })
-            .collect();
-        clients.into_iter().map(|c| c.join().unwrap()).collect()
-    });
-    let elapsed = start.elapsed().as_secs_f64();
-    let (answers, errors): (Vec<_>, Vec<_>) = results.into_iter().unzip();
-    let answers: Vec<Answer> = answers.into_iter().flatten().collect();
-    let errors: Vec<String> = errors.into_iter().flatten().collect();
-    // The decoder's counts are this process's: known only for a model served here.
-    let picks = args
-        .checkpoint
-        .as_ref()
-        .map(|_| CheckedPicks::now().since(picks_before));
-    let figures = Figures::of(&answers, errors.len(), elapsed, args.clients, picks);
-    record::publish("serve", &format!("{what}\n{}", figures.text()), &figures)?;
+    for (figures, _) in &loads {
+        text.push_str(&figures.row());
+    }
+    let figures: Vec<&Figures> = loads.iter().map(|(f, _)| f).collect();
+    record::publish("serve", &text, &figures)?;
+    let errors: Vec<&String> = loads.iter().flat_map(|(_, e)| e).collect();
     if let Some(first) = errors.first() {
         bail!("{} requests failed; the first: {first}", errors.len());
     }
     Ok(())
 }
 
-/// Serves `checkpoint` from this process with a slot per client; its address.
+/// `clients` clients sending for the run's seconds: the figures and the errors.
+fn load(args: &LoadArgs, url: &str, clients: usize) -> (Figures, Vec<String>) {
+    let deadline = Instant::now() + Duration::from_secs_f64(args.seconds);
+    let start = Instant::now();
+    let results: Vec<(Vec<Answer>, Vec<String>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..clients)
+            .map(|client| scope.spawn(move || client_loop(args, url, client, deadline)))
+            .collect();
+        handles.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    let elapsed = start.elapsed().as_secs_f64();
+    let (answers, errors): (Vec<_>, Vec<_>) = results.into_iter().unzip();
+    let answers: Vec<Answer> = answers.into_iter().flatten().collect();
+    let errors: Vec<String> = errors.into_iter().flatten().collect();
+    (
+        Figures::of(&answers, errors.len(), elapsed, clients),
+        errors,
+    )
+}
+
+/// Serves `checkpoint` from this process with a place in the batch for every client of the
+/// largest load; its address.
 fn serve_here(args: &LoadArgs, checkpoint: &std::path::Path) -> Result<SocketAddr> {
+    let clients = args.clients.iter().copied().max().unwrap_or(1);
     inference::serve_in_background(&ServeArgs {
         model: ModelSource {
             checkpoint: checkpoint.to_owned(),
@@ -111,7 +126,10 @@ fn serve_here(args: &LoadArgs, checkpoint: &std::path::Path) -> Result<SocketAdd
             device: args.device.clone(),
         },
         addr: "127.0.0.1:0".into(),
-        max_concurrent: args.clients,
+        max_concurrent: clients,
+        max_queue: 0,
+        max_connections: clients + 8,
+        request_timeout: 10.0,
         max_tokens_cap: args.max_tokens.max(1),
         quiet: true,
     })
@@ -184,18 +202,10 @@ struct Figures {
     first_token_ms: [f64; 2],
     whole_answer_ms: [f64; 2],
     errors: usize,
-    /// The CPU decoder's picks during the run (a model served in this process only).
-    picks: Option<CheckedPicks>,
 }
 
 impl Figures {
-    fn of(
-        answers: &[Answer],
-        errors: usize,
-        seconds: f64,
-        clients: usize,
-        picks: Option<CheckedPicks>,
-    ) -> Self {
+    fn of(answers: &[Answer], errors: usize, seconds: f64, clients: usize) -> Self {
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         let mut first: Vec<f64> = answers.iter().map(|a| ms(a.first)).collect();
         let mut last: Vec<f64> = answers.iter().map(|a| ms(a.last)).collect();
@@ -208,35 +218,34 @@ impl Figures {
             first_token_ms: p50_p99(&mut first),
             whole_answer_ms: p50_p99(&mut last),
             errors,
-            picks,
         }
     }
 
-    /// The figures as lines of text.
-    fn text(&self) -> String {
-        let line = |name: &str, [p50, p99]: [f64; 2]| {
-            format!("{name:<13} p50 {p50:>8.1} ms   p99 {p99:>8.1} ms\n")
-        };
-        let mut out = format!(
-            "clients       {:>8}\nrequests      {:>8}   {:>8.1} /s\ntokens        {:>8}   {:>8.1} /s\n{}{}errors        {:>8}\n",
+    /// The table's header.
+    fn header() -> String {
+        format!(
+            "{:>7} {:>10} {:>10} {:>22} {:>22} {:>7}\n",
+            "clients",
+            "requests/s",
+            "tokens/s",
+            "first token p50/p99",
+            "whole answer p50/p99",
+            "errors"
+        )
+    }
+
+    /// The figures as a row of the table.
+    fn row(&self) -> String {
+        let pair = |[p50, p99]: [f64; 2]| format!("{p50:.1} / {p99:.1} ms");
+        format!(
+            "{:>7} {:>10.1} {:>10.0} {:>22} {:>22} {:>7}\n",
             self.clients,
-            self.requests,
             self.requests as f64 / self.seconds,
-            self.tokens,
             self.tokens as f64 / self.seconds,
-            line("first token", self.first_token_ms),
-            line("whole answer", self.whole_answer_ms),
+            pair(self.first_token_ms),
+            pair(self.whole_answer_ms),
             self.errors,
-        );
-        if let Some(p) = self.picks.filter(|p| p.picks > 0) {
-            out.push_str(&format!(
-                "decoder picks {:>8}, {} ({:.1}%) from the full-precision logits (the half-precision bound left them open)\n",
-                p.picks,
-                p.full_precision,
-                100.0 * p.full_precision as f64 / p.picks as f64,
-            ));
-        }
-        out
+        )
     }
 }
 

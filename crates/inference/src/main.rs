@@ -37,11 +37,12 @@ fn serve(args: &ServeArgs) -> Result<()> {
             .with_context(|| format!("--addr {}: cannot listen", args.addr))?;
         let addr = listener.local_addr()?;
         eprintln!(
-            "serving {} on http://{addr} (at most {} generations at once; Ctrl-C stops)",
-            served.name, limits.max_concurrent
+            "serving {} on http://{addr} (batches of up to {} generations, {} more waiting; \
+             Ctrl-C stops)",
+            served.name, limits.max_concurrent, limits.max_queue
         );
         let router = server::router(served, limits, args.request_log());
-        server::serve(listener, router, shutdown_signal()).await?;
+        server::serve(listener, router, limits, shutdown_signal()).await?;
         eprintln!("stopped");
         Ok(())
     })

@@ -16,9 +16,18 @@ pub struct ServeArgs {
     /// Address and port to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: String,
-    /// Most generations running at once; more requests get 429.
+    /// Most generations decoded at once, as one batch; more wait in the queue.
     #[arg(long, default_value_t = server::Limits::default().max_concurrent)]
     pub max_concurrent: usize,
+    /// Most generations waiting for a place in the batch; more requests get 429.
+    #[arg(long, default_value_t = server::Limits::default().max_queue)]
+    pub max_queue: usize,
+    /// Most open connections; more wait to be accepted.
+    #[arg(long, default_value_t = server::Limits::default().max_connections)]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers, and then its body.
+    #[arg(long, default_value_t = server::Limits::default().request_timeout.as_secs_f64())]
+    pub request_timeout: f64,
     /// Most tokens one completion may ask for.
     #[arg(long, default_value_t = server::Limits::default().max_tokens)]
     pub max_tokens_cap: usize,
@@ -47,9 +56,18 @@ pub fn served_model(args: &ServeArgs) -> Result<(server::ServedModel, server::Li
         .unwrap_or(dir)
         .file_name()
         .map_or("model".into(), |n| n.to_string_lossy().into_owned());
+    if !(args.request_timeout.is_finite() && args.request_timeout > 0.0) {
+        anyhow::bail!(
+            "--request-timeout must be a number of seconds above 0, got {}",
+            args.request_timeout
+        );
+    }
     let limits = server::Limits {
         max_concurrent: args.max_concurrent.max(1),
+        max_queue: args.max_queue,
         max_tokens: args.max_tokens_cap,
+        max_connections: args.max_connections.max(1),
+        request_timeout: std::time::Duration::from_secs_f64(args.request_timeout),
         ..server::Limits::default()
     };
     let prompts = run_dir.as_deref().map(run_prompts).unwrap_or_default();
@@ -79,7 +97,12 @@ pub fn serve_in_background(args: &ServeArgs) -> Result<SocketAddr> {
     let addr = listener.local_addr()?;
     std::thread::spawn(move || {
         let router = server::router(served, limits, log);
-        runtime.block_on(server::serve(listener, router, std::future::pending()))
+        runtime.block_on(server::serve(
+            listener,
+            router,
+            limits,
+            std::future::pending(),
+        ))
     });
     Ok(addr)
 }

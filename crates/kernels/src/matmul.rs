@@ -293,6 +293,62 @@ pub fn matmul_on_this_thread(
     product(None, dst, dims, a, b, accumulate, false);
 }
 
+/// `dst[n, m] += (a[m, k] · b[k, n])^T`, `dst` row-major: the product written transposed, by
+/// the `gemm` crate on every core, never OpenBLAS. Each element of the result is summed in
+/// the same order whatever `n` is (above one), so a row of `dst` does not depend on the rows
+/// beside it.
+pub fn matmul_by_gemm_transposed(dst: &mut [f32], [m, n, k]: [usize; 3], a: Operand, b: Operand) {
+    assert!(dst.len() >= m * n);
+    assert!(a.values.len() >= m * k && b.values.len() >= k * n);
+    // SAFETY: the asserts keep every element the dimensions and strides reach inside the
+    // slices (the operands' strides describe matrices of those dimensions).
+    unsafe { by_gemm(dst, [1, m as isize], [m, n, k], a, b, true, true) }
+}
+
+/// `dst = (dst if accumulate) + a · b` by the `gemm` crate, `dst`'s element (i, j) at
+/// `i * dst_strides[0] + j * dst_strides[1]`, on every core when `parallel`.
+///
+/// # Safety
+/// Every element the dimensions and strides reach must be inside the slices.
+unsafe fn by_gemm(
+    dst: &mut [f32],
+    dst_strides: [isize; 2],
+    [m, n, k]: [usize; 3],
+    a: Operand,
+    b: Operand,
+    accumulate: bool,
+    parallel: bool,
+) {
+    // SAFETY: as the caller promises; gemm takes (column, row) strides.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            dst_strides[1],
+            dst_strides[0],
+            accumulate,
+            a.values.as_ptr(),
+            a.strides[1] as isize,
+            a.strides[0] as isize,
+            b.values.as_ptr(),
+            b.strides[1] as isize,
+            b.strides[0] as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            if parallel {
+                Parallelism::Rayon(0)
+            } else {
+                Parallelism::None
+            },
+        );
+    }
+}
+
 /// [`matmul`] through `sgemm`, or through the `gemm` crate when `None`, on every core when
 /// `parallel`.
 fn product(
@@ -342,34 +398,8 @@ fn product(
         }
         return;
     }
-    // SAFETY: as above; gemm takes (column, row) strides.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.values.as_ptr(),
-            a.strides[1] as isize,
-            a.strides[0] as isize,
-            b.values.as_ptr(),
-            b.strides[1] as isize,
-            b.strides[0] as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            if parallel {
-                Parallelism::Rayon(0)
-            } else {
-                Parallelism::None
-            },
-        );
-    }
+    // SAFETY: as above.
+    unsafe { by_gemm(dst, [n as isize, 1], [m, n, k], a, b, accumulate, parallel) }
 }
 
 /// The transpose `[cols, rows]` of a row-major `[rows, cols]` matrix, in tiles that stay in

@@ -16,6 +16,8 @@ pub struct ApiError {
     pub message: String,
     /// The request field at fault, if one is.
     pub param: Option<String>,
+    /// OpenAI's machine-readable `code`, where it defines one.
+    pub code: Option<&'static str>,
 }
 
 impl ApiError {
@@ -25,6 +27,7 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
             param: Some(param.to_owned()),
+            code: None,
         }
     }
 
@@ -34,6 +37,19 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
             param: None,
+            code: None,
+        }
+    }
+
+    /// A `404` for a request naming a model this server does not serve, as OpenAI answers it.
+    pub fn model_not_found(name: &str) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            message: format!(
+                "The model `{name}` does not exist: this server serves one model, listed at /v1/models"
+            ),
+            param: Some("model".to_owned()),
+            code: Some("model_not_found"),
         }
     }
 
@@ -43,6 +59,7 @@ impl ApiError {
             status,
             message: message.into(),
             param: None,
+            code: None,
         }
     }
 
@@ -50,6 +67,7 @@ impl ApiError {
     fn kind(&self) -> &'static str {
         match self.status {
             StatusCode::TOO_MANY_REQUESTS => "rate_limit_error",
+            StatusCode::NOT_FOUND if self.code.is_some() => "invalid_request_error",
             StatusCode::NOT_FOUND => "not_found_error",
             s if s.is_server_error() => "server_error",
             _ => "invalid_request_error",
@@ -64,7 +82,7 @@ impl IntoResponse for ApiError {
                 "message": self.message,
                 "type": self.kind(),
                 "param": self.param,
-                "code": null,
+                "code": self.code,
             }
         });
         (self.status, Json(body)).into_response()

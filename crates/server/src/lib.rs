@@ -1,67 +1,76 @@
-//! An HTTP server for one trained model (axum on tokio): OpenAI's legacy completions API with
-//! server-sent-event streaming, the chapter's next-word tables and the run's training record.
-//! Generation runs on tokio's blocking threads, so a long request never stalls the others.
+//! An HTTP server for one trained model (axum on tokio): OpenAI's completions and chat
+//! completions APIs with server-sent-event streaming, the chapter's next-word tables and the
+//! run's training record. Concurrent generations are decoded together (see [`engine`]).
 //!
 //! ```text
-//! GET  /                  the playground page
-//! GET  /health            {"status":"ok"}
-//! GET  /v1/models         OpenAI's list, with the model's sizes
-//! POST /v1/completions    OpenAI's completions request and response; "stream": true for SSE
-//! POST /v1/next           {"prompt", "temperatures", "top"} -> the most likely next tokens
-//! GET  /v1/run            metrics.csv rows and samples.txt entries
+//! GET  /                     the playground page
+//! GET  /health               {"status":"ok"}
+//! GET  /v1/models            OpenAI's list, with the model's sizes
+//! POST /v1/completions       OpenAI's completions; "stream": true for SSE
+//! POST /v1/chat/completions  OpenAI's chat completions; "stream": true for SSE
+//! POST /v1/next              {"prompt", "temperatures", "top"} -> the most likely next tokens
+//! GET  /v1/run               metrics.csv rows and samples.txt entries
 //! ```
 
+pub mod connections;
+pub mod engine;
 pub mod error;
+mod handlers;
 pub mod requests;
+mod responses;
 
-use std::convert::Infallible;
-use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
-use axum::response::sse::{Event, Sse};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{Html, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use data::Vocab;
-use model::burn::module::Module;
 use model::burn::tensor::Device;
-use model::generation::sampling::{probabilities, top};
-use model::generation::{Finish, PreparedDecoder, TokenLogprobs};
+use model::generation::{Finish, PreparedDecoder};
 use model::{CheckpointMeta, Generator, LanguageModel};
-use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
-use tokio_stream::wrappers::ReceiverStream;
+use serde_json::json;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+pub use connections::serve;
+
+use crate::engine::Engine;
 use crate::error::ApiError;
-use crate::requests::{CompletionRequest, NextRequest, parse, read_body};
 
-/// What the server refuses beyond: sizes of a request and generations in flight.
+/// What the server refuses beyond: sizes of a request, generations running and waiting,
+/// connections and slow clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Most generations (completions and tables) running at once; more get `429`.
+    /// Most sequences decoded at once (one batch); more wait in the queue.
     pub max_concurrent: usize,
+    /// Most sequences waiting for a place in the batch; more get `429`.
+    pub max_queue: usize,
     /// Most tokens one completion may ask for.
     pub max_tokens: usize,
     /// Longest prompt, in bytes.
     pub prompt_bytes: usize,
     /// Largest request body, in bytes.
     pub body_bytes: usize,
+    /// Most open connections; more wait to be accepted.
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers, and then its body.
+    pub request_timeout: Duration,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_concurrent: 4,
+            max_concurrent: 64,
+            max_queue: 256,
             max_tokens: 1024,
             prompt_bytes: 16 << 10,
             body_bytes: 64 << 10,
+            max_connections: 512,
+            request_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -101,9 +110,11 @@ pub enum RequestLog {
 
 /// What every handler shares.
 struct AppState {
-    served: ServedModel,
+    served: Arc<ServedModel>,
     limits: Limits,
-    slots: Arc<Semaphore>,
+    engine: Engine,
+    /// Slots for the next-word tables, which run outside the engine.
+    tables: Arc<Semaphore>,
     log: RequestLog,
 }
 
@@ -111,43 +122,40 @@ type Shared = Arc<AppState>;
 
 /// The server's routes over `served`, within `limits`, logging requests as `log` says.
 pub fn router(served: ServedModel, limits: Limits, log: RequestLog) -> Router {
+    let served = Arc::new(served);
     let state = Arc::new(AppState {
+        engine: Engine::start(served.clone(), limits),
         served,
         limits,
-        slots: Arc::new(Semaphore::new(limits.max_concurrent)),
+        tables: Arc::new(Semaphore::new(limits.max_concurrent)),
         log,
     });
     Router::new()
         .route("/", get(|| async { Html(PLAYGROUND) }))
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/v1/models", get(models))
-        .route("/v1/completions", post(completions))
-        .route("/v1/next", post(next_tokens))
-        .route("/v1/run", get(run_record))
+        .route("/v1/models", get(handlers::models::models))
+        .route("/v1/completions", post(handlers::completions::completions))
+        .route(
+            "/v1/chat/completions",
+            post(handlers::chat::chat_completions),
+        )
+        .route("/v1/next", post(handlers::next::next_tokens))
+        .route("/v1/run", get(handlers::run_record::run_record))
         .fallback(|| async { ApiError::status(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(middleware::from_fn_with_state(state.clone(), log_request))
         .with_state(state)
-}
-
-/// Serves `router` on `listener` until `shutdown` completes, then stops accepting and lets the
-/// requests in flight finish.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
 }
 
 /// A streamed response, marked so the request log waits for its end (logged by the stream).
 #[derive(Clone, Copy)]
 struct Streamed;
 
-/// Tokens a response generated, for the request log.
-#[derive(Clone, Copy)]
-struct Tokens(usize);
+/// What a response generated, for the request log: tokens, and the `user` the request named.
+#[derive(Clone)]
+struct Generated {
+    tokens: usize,
+    user: Option<String>,
+}
 
 /// One line per request: method, path, status, tokens generated and milliseconds.
 async fn log_request(State(state): State<Shared>, request: Request, next: Next) -> Response {
@@ -155,56 +163,58 @@ async fn log_request(State(state): State<Shared>, request: Request, next: Next) 
     let start = Instant::now();
     let response = next.run(request).await;
     if state.log == RequestLog::Stderr && response.extensions().get::<Streamed>().is_none() {
-        let tokens = response.extensions().get::<Tokens>().map_or(0, |t| t.0);
-        log_line(
-            method.as_str(),
-            &path,
-            response.status().as_u16(),
-            tokens,
-            start,
-        );
+        let generated = response.extensions().get::<Generated>();
+        let line = LogLine {
+            method: method.as_str(),
+            path: &path,
+            status: response.status().as_u16(),
+            tokens: generated.map_or(0, |g| g.tokens),
+            user: generated.and_then(|g| g.user.as_deref()),
+        };
+        line.print(start);
     }
     response
 }
 
-fn log_line(method: &str, path: &str, status: u16, tokens: usize, start: Instant) {
-    let ms = start.elapsed().as_secs_f64() * 1000.0;
-    eprintln!("{method} {path} {status} {tokens} tokens {ms:.0} ms");
+/// One request's line in the log.
+struct LogLine<'a> {
+    method: &'a str,
+    path: &'a str,
+    status: u16,
+    tokens: usize,
+    user: Option<&'a str>,
 }
 
-async fn models(State(state): State<Shared>) -> Json<Value> {
-    let served = &state.served;
-    let meta = &served.meta;
-    Json(json!({
-        "object": "list",
-        "data": [{
-            "id": served.name,
-            "object": "model",
-            "created": 0,
-            "owned_by": "lstm-textgen",
-            "vocab_size": meta.vocab_size,
-            "tokenizer": meta.tokenizer,
-            "cell": meta.model.cell,
-            "epoch": meta.epoch,
-            "loss": meta.loss,
-            "parameters": served.model.num_params(),
-            "context_length": meta.context,
-            "max_tokens_cap": state.limits.max_tokens,
-        }]
-    }))
+impl LogLine<'_> {
+    fn print(&self, start: Instant) {
+        let ms = start.elapsed().as_secs_f64() * 1000.0;
+        let user = self.user.map_or(String::new(), |u| format!(" user {u:?}"));
+        eprintln!(
+            "{} {} {} {} tokens {ms:.0} ms{user}",
+            self.method, self.path, self.status, self.tokens
+        );
+    }
 }
 
-/// A slot for one generation, or `429` when every slot is taken.
+/// A slot for one next-word table, or `429` when every slot is taken.
 fn take_slot(state: &AppState) -> Result<OwnedSemaphorePermit, ApiError> {
-    state.slots.clone().try_acquire_owned().map_err(|_| {
+    state.tables.clone().try_acquire_owned().map_err(|_| {
         ApiError::status(
             StatusCode::TOO_MANY_REQUESTS,
             format!(
-                "{} generations are already running, this server's limit; retry shortly",
+                "{} tables are already being computed, this server's limit; retry shortly",
                 state.limits.max_concurrent
             ),
         )
     })
+}
+
+/// A `404` unless `model` is absent or names the served model.
+fn check_model(state: &AppState, model: Option<&str>) -> Result<(), ApiError> {
+    match model {
+        Some(name) if name != state.served.name => Err(ApiError::model_not_found(name)),
+        _ => Ok(()),
+    }
 }
 
 /// Seconds since 1970, for OpenAI's `created`.
@@ -214,125 +224,12 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-async fn completions(State(state): State<Shared>, body: Body) -> Result<Response, ApiError> {
-    let body = read_body(body, state.limits.body_bytes).await?;
-    let request: CompletionRequest = parse(&body)?;
-    let (sampling, max_tokens, stops) = request.settings(&state.limits)?;
-    let permit = take_slot(&state)?;
-    let seed = request.seed.unwrap_or(data::defaults::SEED);
-    let prompt = prompt_ids(&state.served, &request.prompt)?;
-    let created = now();
-    let top_logprobs = request.logprobs;
-    let chunk = {
-        let (id, model) = (format!("cmpl-{created}-{seed}"), state.served.name.clone());
-        move |text: &str, logprobs: Value, finish: Option<Finish>| {
-            json!({
-                "id": id,
-                "object": "text_completion",
-                "created": created,
-                "model": model,
-                "choices": [{
-                    "text": text,
-                    "index": 0,
-                    "logprobs": logprobs,
-                    "finish_reason": finish.map(finish_reason),
-                }],
-            })
-        }
-    };
-    let worker = state.clone();
-    if !request.stream {
-        let prompt_len = prompt.len();
-        let body = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let served = &worker.served;
-            let mut generator = generator(served, seed).with_logprobs(top_logprobs);
-            let done = generator.generate(&prompt, max_tokens, &sampling, &stops);
-            let separator = generator.separator();
-            let logprobs = top_logprobs.map_or(Value::Null, |_| {
-                logprobs_json(served, separator, &done.logprobs, &mut 0)
-            });
-            let mut body = chunk(
-                &with_separator(separator, &done.text),
-                logprobs,
-                Some(done.finish),
-            );
-            body["usage"] = json!({
-                "prompt_tokens": prompt_len,
-                "completion_tokens": done.ids.len(),
-                "total_tokens": prompt_len + done.ids.len(),
-            });
-            (body, done.ids.len())
-        })
-        .await
-        .map_err(|e| ApiError::status(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        let mut response = Json(body.0).into_response();
-        response.extensions_mut().insert(Tokens(body.1));
-        return Ok(response);
+/// OpenAI's `finish_reason`.
+fn finish_reason(finish: Finish) -> &'static str {
+    match finish {
+        Finish::Stop => "stop",
+        Finish::Length => "length",
     }
-    // Streaming: the prompt was checked before answering 200; each piece is sent as it comes.
-    let (sender, receiver) = mpsc::channel::<Result<Event, Infallible>>(64);
-    let start = Instant::now();
-    tokio::task::spawn_blocking(move || {
-        let served = &worker.served;
-        let mut generator = generator(served, seed).with_logprobs(top_logprobs);
-        let separator = generator.separator();
-        let (mut first, mut offset) = (true, 0);
-        let done = generator.generate_streaming(
-            &prompt,
-            max_tokens,
-            &sampling,
-            &stops,
-            |piece, entries| {
-                let text = match std::mem::take(&mut first) {
-                    true => with_separator(separator, piece),
-                    false => piece.to_owned(),
-                };
-                let logprobs = top_logprobs.map_or(Value::Null, |_| {
-                    logprobs_json(served, separator, entries, &mut offset)
-                });
-                let event = Event::default().data(chunk(&text, logprobs, None).to_string());
-                // A closed channel is a client that went away: stop generating.
-                sender.blocking_send(Ok(event)).is_ok()
-            },
-        );
-        // The slot is free before the client hears the end, so its next request finds it.
-        drop(permit);
-        let last = chunk("", Value::Null, Some(done.finish));
-        let _ = sender.blocking_send(Ok(Event::default().data(last.to_string())));
-        let _ = sender.blocking_send(Ok(Event::default().data("[DONE]")));
-        if worker.log == RequestLog::Stderr {
-            log_line("POST", "/v1/completions", 200, done.ids.len(), start);
-        }
-    });
-    let mut response = Sse::new(ReceiverStream::new(receiver)).into_response();
-    response.extensions_mut().insert(Streamed);
-    Ok(response)
-}
-
-/// OpenAI's `logprobs` object for `entries`, each token with the separator that joins it to
-/// the text before; `offset` is where the first begins in the completion's text, and moves on.
-fn logprobs_json(
-    served: &ServedModel,
-    separator: &str,
-    entries: &[TokenLogprobs],
-    offset: &mut usize,
-) -> Value {
-    let text = |id: u32| format!("{separator}{}", token_name(&served.vocab, id));
-    let mut offsets = Vec::with_capacity(entries.len());
-    for entry in entries {
-        offsets.push(*offset);
-        *offset += text(entry.id).len();
-    }
-    json!({
-        "tokens": entries.iter().map(|e| text(e.id)).collect::<Vec<_>>(),
-        "token_logprobs": entries.iter().map(|e| e.logprob).collect::<Vec<_>>(),
-        "top_logprobs": entries
-            .iter()
-            .map(|e| e.top.iter().map(|&(id, lp)| (text(id), json!(lp))).collect())
-            .collect::<Vec<serde_json::Map<String, Value>>>(),
-        "text_offset": offsets,
-    })
 }
 
 /// A token's text, with the stop id shown as `<stop>`.
@@ -351,22 +248,6 @@ fn prompt_ids(served: &ServedModel, text: &str) -> Result<Vec<u32>, ApiError> {
     Ok(prompt.ids)
 }
 
-/// OpenAI's `finish_reason`.
-fn finish_reason(finish: Finish) -> &'static str {
-    match finish {
-        Finish::Stop => "stop",
-        Finish::Length => "length",
-    }
-}
-
-/// `text` after the separator that joins it to the prompt (a space for words), if non-empty.
-fn with_separator(separator: &str, text: &str) -> String {
-    match text.is_empty() {
-        true => String::new(),
-        false => format!("{separator}{text}"),
-    }
-}
-
 /// A generator over the served model, seeded.
 fn generator(served: &ServedModel, seed: u64) -> Generator<'_> {
     Generator::new(
@@ -378,85 +259,4 @@ fn generator(served: &ServedModel, seed: u64) -> Generator<'_> {
     )
     .with_context(served.meta.context)
     .with_decoder(&served.decoder)
-}
-
-async fn next_tokens(State(state): State<Shared>, body: Body) -> Result<Response, ApiError> {
-    let body = read_body(body, state.limits.body_bytes).await?;
-    let request: NextRequest = parse(&body)?;
-    let (temperatures, count) = request.settings(&state.limits)?;
-    let permit = take_slot(&state)?;
-    let worker = state.clone();
-    let tables = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        let served = &worker.served;
-        let generator = generator(served, 0);
-        let prompt = generator
-            .prompt(&request.prompt)
-            .map_err(|e| ApiError::invalid("prompt", e.to_string()))?;
-        let logits = generator.next_token_logits(&prompt.ids);
-        let tables: Vec<Value> = temperatures
-            .iter()
-            .map(|&t| {
-                let tokens: Vec<Value> = top(&probabilities(&logits, t as f32), count)
-                    .into_iter()
-                    .map(
-                        |(id, p)| json!({"token": token_name(&served.vocab, id), "probability": p}),
-                    )
-                    .collect();
-                json!({"temperature": t, "tokens": tokens})
-            })
-            .collect();
-        Ok::<_, ApiError>(json!({
-            "prompt": generator.decode(&prompt.ids),
-            "unknown": prompt.unknown,
-            "tables": tables,
-        }))
-    })
-    .await
-    .map_err(|e| ApiError::status(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
-    Ok(Json(tables).into_response())
-}
-
-async fn run_record(State(state): State<Shared>) -> Result<Json<Value>, ApiError> {
-    let Some(run_dir) = &state.served.run_dir else {
-        return Ok(Json(
-            json!({"metrics": [], "samples": [], "prompts": state.served.prompts}),
-        ));
-    };
-    let metrics = std::fs::read_to_string(run_dir.join("metrics.csv")).unwrap_or_default();
-    let mut lines = metrics.lines();
-    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
-    let rows: Vec<Value> = lines
-        .map(|line| {
-            let fields = header.iter().zip(line.split(',')).map(|(key, value)| {
-                let value = value.parse::<f64>().map_or(Value::Null, |v| json!(v));
-                ((*key).to_owned(), value)
-            });
-            Value::Object(fields.collect())
-        })
-        .collect();
-    let samples = std::fs::read_to_string(run_dir.join("samples.txt")).unwrap_or_default();
-    let samples: Vec<Value> = samples
-        .lines()
-        .filter_map(|line| {
-            let mut parts = line.splitn(3, " | ");
-            let epoch = parts
-                .next()?
-                .strip_prefix("epoch ")?
-                .parse::<usize>()
-                .ok()?;
-            let temperature = parts
-                .next()?
-                .strip_prefix("temperature ")?
-                .parse::<f64>()
-                .ok()?;
-            let text = parts.next()?.replace("\\n", "\n");
-            Some(json!({"epoch": epoch, "temperature": temperature, "text": text}))
-        })
-        .collect();
-    Ok(Json(json!({
-        "metrics": rows,
-        "samples": samples,
-        "prompts": state.served.prompts,
-    })))
 }

@@ -15,7 +15,7 @@ use crate::decode::bounded::Bounds;
 use crate::decode::half_matrix::{HalfMatrix, Part};
 use crate::even;
 use crate::math::widest_vectors;
-use crate::matmul::{Operand, matmul, transpose};
+use crate::matmul::{Operand, matmul, matmul_by_gemm_transposed, transpose};
 
 /// One LSTM layer's weights: `input [d_in, 4H]`, `hidden [H, 4H]` and `bias [4H]`, the gates
 /// in the order input, forget, cell, output (the fused layer's layout).
@@ -40,6 +40,10 @@ pub struct LstmDecoder {
     layers: Vec<LstmWeights>,
     hidden_size: usize,
     output: HalfMatrix,
+    /// The output layer in full precision, `[H, V]` row-major, and its bias: the batched
+    /// product of [`LstmDecoder::logits_of`].
+    exact_output: Vec<f32>,
+    exact_bias: Vec<f32>,
     threads: usize,
 }
 
@@ -55,14 +59,14 @@ impl LstmDecoder {
     pub fn new(
         embedding: Vec<f32>,
         layers: Vec<LstmWeights>,
-        output: &[f32],
+        output_weights: &[f32],
         output_bias: &[f32],
         threads: usize,
     ) -> Self {
         let vocab = output_bias.len();
-        let hidden_size = output.len() / vocab.max(1);
+        let hidden_size = output_weights.len() / vocab.max(1);
         let embedding_dim = embedding.len() / vocab.max(1);
-        let rows = transpose(output, hidden_size, vocab);
+        let rows = transpose(output_weights, hidden_size, vocab);
         let output = HalfMatrix::new(&rows, output_bias, hidden_size);
         let width = 4 * hidden_size;
         let inputs = (vocab * width * 4 <= TABLE_BYTES)
@@ -89,8 +93,53 @@ impl LstmDecoder {
             layers,
             hidden_size,
             output,
+            exact_output: output_weights.to_vec(),
+            exact_bias: output_bias.to_vec(),
             threads,
         }
+    }
+
+    /// A zero state for one sequence, to [`LstmState::feed`] and then read with
+    /// [`LstmDecoder::logits_of`].
+    pub fn state(&self) -> LstmState {
+        LstmState::new(self)
+    }
+
+    /// The vocabulary's size: the logits of one state.
+    pub fn vocab(&self) -> usize {
+        self.exact_bias.len()
+    }
+
+    /// The next token's logits after each of `states`, in full precision, row after row into
+    /// `out` (`[states, V]`): one matrix product for all of them, so the output layer is read
+    /// once per step however many sequences there are. A state's row is the same number for
+    /// number whichever other states share the product.
+    pub fn logits_of(&self, states: &[&LstmState], out: &mut Vec<f32>) {
+        let (v, h) = (self.vocab(), self.hidden_size);
+        out.clear();
+        if states.is_empty() {
+            return;
+        }
+        // At least two rows: a single row would take the gemm crate's vector path, whose sums
+        // run in another order.
+        let rows = states.len().max(2);
+        let mut tops = Vec::with_capacity(rows * h);
+        for state in states.iter().cycle().take(rows) {
+            tops.extend_from_slice(state.top());
+        }
+        for _ in 0..rows {
+            out.extend_from_slice(&self.exact_bias);
+        }
+        // Computed as out^T [V, rows] = output^T [V, H] · tops^T [H, rows]: the output
+        // weights, stored [H, V], are then the product's column-major left side, which the
+        // gemm crate reads in place (the other way round it repacks all 5 MB every step).
+        matmul_by_gemm_transposed(
+            out,
+            [v, rows, h],
+            Operand::transposed(&self.exact_output, v),
+            Operand::transposed(&tops, h),
+        );
+        out.truncate(states.len() * v);
     }
 
     /// Runs `work` with a fresh [`Session`] (zero state), its helper threads alive until
@@ -149,59 +198,37 @@ impl Drop for HelperSlots {
     }
 }
 
-/// A decoding sequence's state and buffers.
-pub struct Session<'a> {
-    decoder: &'a LstmDecoder,
+/// One sequence's LSTM state: every layer's hidden and cell vectors, with the buffers a step
+/// uses.
+#[derive(Debug, Clone)]
+pub struct LstmState {
     hidden: Vec<Vec<f32>>,
     cell: Vec<Vec<f32>>,
     gates: Vec<f32>,
     /// Per layer, the bias plus the hidden state's projection: the part of the next step's
-    /// gates known before the next token, computed while the helpers run the output layer.
+    /// gates known before the next token (a session computes it while its helpers run the
+    /// output layer).
     recurrent: Vec<Vec<f32>>,
     recurrent_ready: bool,
     /// Room for a layer's next cell state.
     spare: Vec<f32>,
-    share: std::ops::Range<usize>,
-    helpers: Vec<Helper<'a>>,
-    /// Approximate logits of the current state, padded to whole blocks.
-    approximate: Vec<f32>,
-    /// The low part's product, padded likewise, then the exact logits.
-    low: Vec<f32>,
-    exact: Vec<f32>,
-    /// Whether `approximate` and `exact` hold the current state's logits.
-    ready: [bool; 2],
-    epoch: u64,
 }
 
-impl<'a> Session<'a> {
-    fn new(
-        decoder: &'a LstmDecoder,
-        share: std::ops::Range<usize>,
-        helpers: Vec<Helper<'a>>,
-    ) -> Self {
+impl LstmState {
+    fn new(decoder: &LstmDecoder) -> Self {
         let (layers, hd) = (decoder.layers.len(), decoder.hidden_size);
-        let padded = decoder.output.blocks() * BLOCK;
         Self {
-            decoder,
             hidden: vec![vec![0.0; hd]; layers],
             cell: vec![vec![0.0; hd]; layers],
             gates: vec![0.0; 4 * hd],
             recurrent: vec![vec![0.0; 4 * hd]; layers],
             recurrent_ready: false,
             spare: vec![0.0; hd],
-            share,
-            helpers,
-            approximate: vec![0.0; padded],
-            low: vec![0.0; padded],
-            exact: vec![0.0; decoder.output.rows()],
-            ready: [false; 2],
-            epoch: 0,
         }
     }
 
     /// Back to the zero state.
     pub fn reset(&mut self) {
-        self.ready = [false; 2];
         self.recurrent_ready = false;
         self.hidden
             .iter_mut()
@@ -209,15 +236,14 @@ impl<'a> Session<'a> {
             .for_each(|s| s.fill(0.0));
     }
 
-    /// Runs token `id` through the LSTM layers, carrying the state.
-    pub fn feed(&mut self, id: u32) {
-        self.ready = [false; 2];
-        let d = self.decoder;
+    /// Runs token `id` through `decoder`'s LSTM layers (the decoder this state came from),
+    /// carrying the state.
+    pub fn feed(&mut self, d: &LstmDecoder, id: u32) {
         let e = d.embedding_dim;
         let width = self.gates.len();
         let embedded = &d.embedding[id as usize * e..][..e];
         if !std::mem::take(&mut self.recurrent_ready) {
-            self.project_hidden();
+            self.project_hidden(d);
         }
         for (l, weights) in d.layers.iter().enumerate() {
             let (below, rest) = self.hidden.split_at_mut(l);
@@ -244,18 +270,66 @@ impl<'a> Session<'a> {
     }
 
     /// Every layer's bias plus its hidden state's projection, into `recurrent`.
-    fn project_hidden(&mut self) {
+    fn project_hidden(&mut self, d: &LstmDecoder) {
         let width = self.gates.len();
-        for ((weights, hidden), out) in self
-            .decoder
-            .layers
-            .iter()
-            .zip(&self.hidden)
-            .zip(&mut self.recurrent)
-        {
+        for ((weights, hidden), out) in d.layers.iter().zip(&self.hidden).zip(&mut self.recurrent) {
             out.copy_from_slice(&weights.bias);
             accumulate(&weights.hidden, gate_strides(width), hidden, out);
         }
+    }
+
+    /// The top layer's hidden state: what the output layer reads.
+    fn top(&self) -> &[f32] {
+        self.hidden.last().expect("at least one layer")
+    }
+}
+
+/// A decoding sequence's state and buffers, with helper threads for the output layer.
+pub struct Session<'a> {
+    decoder: &'a LstmDecoder,
+    state: LstmState,
+    share: std::ops::Range<usize>,
+    helpers: Vec<Helper<'a>>,
+    /// Approximate logits of the current state, padded to whole blocks.
+    approximate: Vec<f32>,
+    /// The low part's product, padded likewise, then the exact logits.
+    low: Vec<f32>,
+    exact: Vec<f32>,
+    /// Whether `approximate` and `exact` hold the current state's logits.
+    ready: [bool; 2],
+    epoch: u64,
+}
+
+impl<'a> Session<'a> {
+    fn new(
+        decoder: &'a LstmDecoder,
+        share: std::ops::Range<usize>,
+        helpers: Vec<Helper<'a>>,
+    ) -> Self {
+        let padded = decoder.output.blocks() * BLOCK;
+        Self {
+            decoder,
+            state: LstmState::new(decoder),
+            share,
+            helpers,
+            approximate: vec![0.0; padded],
+            low: vec![0.0; padded],
+            exact: vec![0.0; decoder.output.rows()],
+            ready: [false; 2],
+            epoch: 0,
+        }
+    }
+
+    /// Back to the zero state.
+    pub fn reset(&mut self) {
+        self.ready = [false; 2];
+        self.state.reset();
+    }
+
+    /// Runs token `id` through the LSTM layers, carrying the state.
+    pub fn feed(&mut self, id: u32) {
+        self.ready = [false; 2];
+        self.state.feed(self.decoder, id);
     }
 
     /// The next token's logits from the high part alone, with their bound (the slack is per
@@ -266,11 +340,10 @@ impl<'a> Session<'a> {
             self.ready[0] = true;
         }
         let rows = self.decoder.output.rows();
-        let top = self.hidden.last().expect("at least one layer");
         Bounds {
             centre: &self.approximate[..rows],
             slack: self.decoder.output.slack(),
-            scale: HalfMatrix::scale(top),
+            scale: HalfMatrix::scale(self.state.top()),
         }
     }
 
@@ -291,15 +364,14 @@ impl<'a> Session<'a> {
     /// the others' by the helpers.
     fn product(&mut self, part: Part) {
         self.epoch += 1;
-        let top = self.hidden.last().expect("at least one layer");
         for helper in &self.helpers {
-            helper.post(self.epoch, part, top);
+            helper.post(self.epoch, part, self.state.top());
         }
-        if part == Part::High && !self.recurrent_ready {
-            self.project_hidden();
-            self.recurrent_ready = true;
+        if part == Part::High && !self.state.recurrent_ready {
+            self.state.project_hidden(self.decoder);
+            self.state.recurrent_ready = true;
         }
-        let top = self.hidden.last().expect("at least one layer");
+        let top = self.state.top();
         let out = match part {
             Part::High => &mut self.approximate,
             Part::Low => &mut self.low,
@@ -560,7 +632,7 @@ mod tests {
             decoder.run(|session| {
                 for step in 0..30u32 {
                     session.feed(step * 7 % 9_000);
-                    let top = session.hidden.last().expect("a layer").clone();
+                    let top = session.state.top().to_vec();
                     let exact: Vec<f64> = (0..v)
                         .map(|r| {
                             let column = (0..h).map(|c| f64::from(output[c * v + r]));
@@ -613,6 +685,38 @@ mod tests {
                 id
             })
             .collect()
+    }
+
+    /// A state's row of a batched product is the row it gets alone, number for number, in
+    /// batches of every size up to 40; and it is the product computed plainly.
+    #[test]
+    fn a_states_logits_do_not_depend_on_the_states_beside_it() {
+        let decoder = decoder();
+        let v = decoder.vocab();
+        let tokens = |k: usize| (0..=k % 5).map(move |t| ((t * 37 + k * 11) % 9_000) as u32);
+        let states: Vec<LstmState> = (0..40)
+            .map(|k| {
+                let mut state = decoder.state();
+                tokens(k).for_each(|id| state.feed(&decoder, id));
+                state
+            })
+            .collect();
+        let mut alone = Vec::new();
+        decoder.logits_of(&[&states[3]], &mut alone);
+        assert_eq!(alone.len(), v);
+        for size in [4, 5, 17, 40] {
+            let batch: Vec<&LstmState> = states.iter().take(size).collect();
+            let mut together = Vec::new();
+            decoder.logits_of(&batch, &mut together);
+            assert_eq!(together.len(), size * v);
+            assert!(alone == together[3 * v..4 * v], "batch of {size}");
+        }
+        let top = states[3].top();
+        for (r, a) in alone.iter().enumerate() {
+            let column = (0..top.len()).map(|c| decoder.exact_output[c * v + r]);
+            let b = decoder.exact_bias[r] + column.zip(top).map(|(w, x)| w * x).sum::<f32>();
+            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        }
     }
 
     /// A generation that starts while another holds the process's helpers runs without one,

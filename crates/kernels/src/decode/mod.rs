@@ -5,3 +5,4 @@
 pub mod bounded;
 pub mod decoder;
 pub mod half_matrix;
+pub mod softmax;

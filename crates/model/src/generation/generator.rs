@@ -15,12 +15,13 @@ use burn::prelude::s;
 use burn::tensor::Device;
 use data::vocab::PAD_ID;
 use data::{Tokenizer, Vocab};
+use kernels::decode::bounded::Bounds;
 use kernels::decode::decoder::{LstmDecoder, Session};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use super::checked_picks::CheckedPicks;
-use super::sampling::{Sampling, held_back, probabilities, stop_position, top};
+use super::sampling::{Sampling, probabilities, top};
+use super::sequence::{BoundedLogits, ExactLogits, Logits, Sequence, Settings};
 use crate::language_model::float_values;
 use crate::recurrent::State;
 use crate::{LanguageModel, ids_tensor};
@@ -114,7 +115,7 @@ pub struct TokenLogprobs {
 
 impl TokenLogprobs {
     /// The log-probability of `id` and of the `n` most likely tokens after `logits`.
-    fn new(logits: &[f32], id: u32, n: usize) -> Self {
+    pub(crate) fn new(logits: &[f32], id: u32, n: usize) -> Self {
         let probs = probabilities(logits, 1.0);
         let log = |p: f64| p.ln() as f32;
         Self {
@@ -132,7 +133,7 @@ impl TokenLogprobs {
 /// generators of one model to share: a server prepares it when it loads the model rather than
 /// on every request (the textbook model takes about 20 ms).
 #[derive(Debug, Clone, Default)]
-pub struct PreparedDecoder(Option<Arc<LstmDecoder>>);
+pub struct PreparedDecoder(pub(crate) Option<Arc<LstmDecoder>>);
 
 impl PreparedDecoder {
     /// Prepares `model` on `device`; holds nothing where generation runs through tensors.
@@ -240,6 +241,19 @@ impl<'a> Generator<'a> {
         stops: &[String],
         emit: impl FnMut(&str, &[TokenLogprobs]) -> bool,
     ) -> Completion {
+        let mut settings = Settings::new(max_tokens, *sampling, stops);
+        settings.logprobs = self.logprobs;
+        self.generate_with(prompt, settings, emit)
+    }
+
+    /// [`Generator::generate_streaming`] as `settings` ask (their `logprobs` replace
+    /// [`Generator::with_logprobs`]'s).
+    pub fn generate_with(
+        &mut self,
+        prompt: &[u32],
+        settings: Settings,
+        emit: impl FnMut(&str, &[TokenLogprobs]) -> bool,
+    ) -> Completion {
         let decoder = self
             .decoder
             .get_or_init(|| PreparedDecoder::new(self.model, &self.device).0)
@@ -250,75 +264,49 @@ impl<'a> Generator<'a> {
                     session,
                     context: self.context,
                 };
-                self.generate_from(&mut source, prompt, max_tokens, sampling, stops, emit)
+                self.generate_from(&mut source, prompt, settings, emit)
             }),
             None => {
                 let mut source = TensorLogits::default();
-                self.generate_from(&mut source, prompt, max_tokens, sampling, stops, emit)
+                self.generate_from(&mut source, prompt, settings, emit)
             }
         }
     }
 
-    /// [`Generator::generate_streaming`] with the logits from `source`.
+    /// [`Generator::generate_with`] with the logits from `source`.
     fn generate_from(
         &mut self,
         source: &mut impl NextLogits,
         prompt: &[u32],
-        max_tokens: usize,
-        sampling: &Sampling,
-        stops: &[String],
+        settings: Settings,
         mut emit: impl FnMut(&str, &[TokenLogprobs]) -> bool,
     ) -> Completion {
-        // The prompt and then every generated id.
-        let mut all = prompt.to_vec();
-        let mut logprobs = Vec::new();
-        // Bytes of text and entries of `logprobs` already handed to `emit`.
-        let (mut emitted, mut emitted_logprobs) = (0, 0);
-        source.read(self, &all, prompt.len());
-        // The text grows a token at a time, as `decode(&ids)` would join it.
-        let mut text = String::new();
-        let finish = loop {
-            let generated = &all[prompt.len()..];
-            if generated.len() >= max_tokens {
-                break Finish::Length;
-            }
-            let u = sampling.draw(&mut self.rng);
-            let next = source.pick(sampling, generated, u);
-            if next == PAD_ID {
-                break Finish::Stop;
-            }
-            if let Some(n) = self.logprobs {
-                logprobs.push(TokenLogprobs::new(source.exact(), next, n));
-            }
-            if !generated.is_empty() {
-                text.push_str(self.separator());
-            }
-            text.push_str(self.vocab.token(next));
-            all.push(next);
-            if let Some(cut) = stop_position(&text, stops) {
-                text.truncate(cut);
-                break Finish::Stop;
-            }
-            let clear = text.len() - held_back(&text, stops);
-            if clear > emitted {
-                if !emit(&text[emitted..clear], &logprobs[emitted_logprobs..]) {
-                    break Finish::Stop;
-                }
-                (emitted, emitted_logprobs) = (clear, logprobs.len());
-            }
-            if all.len() - prompt.len() < max_tokens {
-                source.read(self, &all, 1);
-            }
-        };
-        if text.len() > emitted || logprobs.len() > emitted_logprobs {
-            emit(&text[emitted..], &logprobs[emitted_logprobs..]);
+        let rng = std::mem::replace(&mut self.rng, StdRng::seed_from_u64(0));
+        let mut sequence = Sequence::with_rng(self.vocab, self.tokenizer, prompt, settings, rng);
+        if !sequence.is_finished() {
+            source.read(self, prompt, prompt.len());
         }
-        Completion {
-            ids: all.split_off(prompt.len()),
-            text,
-            finish,
-            logprobs,
+        while sequence.advance(source, &mut emit).is_some() {
+            source.read(self, sequence.ids(), 1);
         }
+        let (completion, rng) = sequence.finish(emit);
+        self.rng = rng;
+        completion
+    }
+
+    /// Each prompt token's log-probability after the tokens before it, with the `top` most
+    /// likely alternatives there (OpenAI's `echo` with `logprobs`); the first token has none.
+    pub fn prompt_logprobs(&self, prompt: &[u32], top: usize) -> Vec<TokenLogprobs> {
+        let input = ids_tensor(prompt, [1, prompt.len()], &self.device);
+        let (logits, _) = self.model.forward(input, None);
+        let values = float_values(logits);
+        let v = self.vocab.size();
+        prompt
+            .iter()
+            .skip(1)
+            .enumerate()
+            .map(|(position, &id)| TokenLogprobs::new(&values[position * v..][..v], id, top))
+            .collect()
     }
 
     /// The text of `ids`: words joined by spaces, as the chapter prints them, or characters.
@@ -336,7 +324,7 @@ impl<'a> Generator<'a> {
 }
 
 /// The last `n` of `ids`, pre-padded with the stop id to `n`.
-fn window(ids: &[u32], n: usize) -> Vec<u32> {
+pub(crate) fn window(ids: &[u32], n: usize) -> Vec<u32> {
     let start = ids.len().saturating_sub(n);
     let mut window = vec![PAD_ID; n - (ids.len() - start)];
     window.extend_from_slice(&ids[start..]);
@@ -344,13 +332,9 @@ fn window(ids: &[u32], n: usize) -> Vec<u32> {
 }
 
 /// Where the next token's logits come from during one generation.
-trait NextLogits {
+trait NextLogits: Logits {
     /// Moves on to the logits after `ids`, of which the last `new` have not been read yet.
     fn read(&mut self, generator: &Generator<'_>, ids: &[u32], new: usize);
-    /// The token `sampling` takes with the draw `u`, after `generated`.
-    fn pick(&mut self, sampling: &Sampling, generated: &[u32], u: f64) -> u32;
-    /// The logits in full precision (after [`NextLogits::pick`] for the same position).
-    fn exact(&mut self) -> &[f32];
 }
 
 /// Logits from the model's tensors, the state carried as a tensor.
@@ -371,9 +355,11 @@ impl NextLogits for TensorLogits {
             }
         };
     }
+}
 
+impl Logits for TensorLogits {
     fn pick(&mut self, sampling: &Sampling, generated: &[u32], u: f64) -> u32 {
-        sampling.choose(&self.logits, generated, u)
+        ExactLogits(&self.logits).pick(sampling, generated, u)
     }
 
     fn exact(&mut self) -> &[f32] {
@@ -399,11 +385,11 @@ impl NextLogits for DecoderLogits<'_, '_> {
                 .for_each(|&id| self.session.feed(id)),
         }
     }
+}
 
-    fn pick(&mut self, sampling: &Sampling, generated: &[u32], u: f64) -> u32 {
-        let certain = sampling.choose_within(self.session.approximate(), generated, u);
-        CheckedPicks::count(certain.is_none());
-        certain.unwrap_or_else(|| sampling.choose(self.session.exact(), generated, u))
+impl BoundedLogits for DecoderLogits<'_, '_> {
+    fn approximate(&mut self) -> Bounds<'_> {
+        self.session.approximate()
     }
 
     fn exact(&mut self) -> &[f32] {

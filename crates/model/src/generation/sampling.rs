@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 
 use kernels::decode::bounded::{self, Bounds};
+use kernels::decode::softmax;
 use rand::Rng;
 
 /// How the next token is chosen.
@@ -80,6 +81,16 @@ impl Sampling {
         if self.greedy {
             return argmax(logits);
         }
+        let plain = self.top_k.is_none_or(|k| k == 0 || k >= logits.len())
+            && self.top_p.is_none_or(|p| p >= 1.0);
+        if plain {
+            // The inverse of the cumulative weights at u times their sum: the same draw as
+            // normalising first, without the pass.
+            let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut weights = Vec::new();
+            let total = softmax::weights(logits, max, self.temperature, &mut weights);
+            return inverse(&weights, u * total).unwrap_or_else(|| argmax(logits));
+        }
         let mut probs = probabilities(logits, self.temperature);
         if let Some(k) = self.top_k.filter(|&k| k > 0 && k < probs.len()) {
             let mut sorted: Vec<f64> = probs.clone();
@@ -98,14 +109,7 @@ impl Sampling {
             keep_nucleus(&mut probs, f64::from(p));
         }
         let total: f64 = probs.iter().sum();
-        let mut u = u * total;
-        for (i, p) in probs.iter().enumerate() {
-            u -= p;
-            if u < 0.0 {
-                return i as u32;
-            }
-        }
-        argmax(logits)
+        inverse(&probs, u * total).unwrap_or_else(|| argmax(logits))
     }
 
     /// The token [`Sampling::choose`] takes for every logit vector within `bounds`, if it is
@@ -127,6 +131,17 @@ impl Sampling {
         };
         chosen.map(|i| i as u32)
     }
+}
+
+/// The first index at which the running sum of `weights` passes `target`, if one does.
+fn inverse(weights: &[f64], mut target: f64) -> Option<u32> {
+    for (i, w) in weights.iter().enumerate() {
+        target -= w;
+        if target < 0.0 {
+            return Some(i as u32);
+        }
+    }
+    None
 }
 
 /// `logits` with CTRL's penalty applied to every token id in `generated` (borrowed unchanged
@@ -273,14 +288,11 @@ impl SamplingError {
 /// `softmax(logits / temperature)`, the same as the chapter's `probs ** (1 / temperature)`
 /// renormalised, computed in f64 so low temperatures do not underflow to NaN.
 pub fn probabilities(logits: &[f32], temperature: f32) -> Vec<f64> {
-    let t = f64::from(temperature);
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let exps: Vec<f64> = logits
-        .iter()
-        .map(|&l| ((l as f64 - max) / t).exp())
-        .collect();
-    let sum: f64 = exps.iter().sum();
-    exps.into_iter().map(|e| e / sum).collect()
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut weights = Vec::new();
+    let sum = softmax::weights(logits, max, temperature, &mut weights);
+    weights.iter_mut().for_each(|w| *w /= sum);
+    weights
 }
 
 /// The `n` most likely ids with their probabilities, most likely first (ties by lower id).
