@@ -86,9 +86,7 @@ impl Sampling {
         if plain {
             // The inverse of the cumulative weights at u times their sum: the same draw as
             // normalising first, without the pass.
-            let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut weights = Vec::new();
-            let total = softmax::weights(logits, max, self.temperature, &mut weights);
+            let (weights, total) = weights(logits, self.temperature);
             return inverse(&weights, u * total).unwrap_or_else(|| argmax(logits));
         }
         let mut probs = probabilities(logits, self.temperature);
@@ -288,11 +286,18 @@ impl SamplingError {
 /// `softmax(logits / temperature)`, the same as the chapter's `probs ** (1 / temperature)`
 /// renormalised, computed in f64 so low temperatures do not underflow to NaN.
 pub fn probabilities(logits: &[f32], temperature: f32) -> Vec<f64> {
+    let (mut weights, sum) = weights(logits, temperature);
+    weights.iter_mut().for_each(|w| *w /= sum);
+    weights
+}
+
+/// `e^((logit - max) / temperature)` of every logit, and their sum: the softmax before it is
+/// normalised.
+fn weights(logits: &[f32], temperature: f32) -> (Vec<f64>, f64) {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut weights = Vec::new();
     let sum = softmax::weights(logits, max, temperature, &mut weights);
-    weights.iter_mut().for_each(|w| *w /= sum);
-    weights
+    (weights, sum)
 }
 
 /// The `n` most likely ids with their probabilities, most likely first (ties by lower id).

@@ -8,13 +8,11 @@ use axum::extract::State;
 use axum::response::Response;
 use model::generation::{Completion, TokenLogprobs};
 
-use super::{
-    Chunks, Started, StreamShape, answer_id, chunk_json, read_request, start, stream, whole,
-};
+use super::{Chunks, Heading, Started, StreamShape, read_request, start, stream, whole};
 use crate::engine::collect;
 use crate::error::ApiError;
 use crate::requests::ChatRequest;
-use crate::responses::{ChatChoice, ChatLogprobs, ChatMessage, Delta, Envelope, Usage};
+use crate::responses::{ChatChoice, ChatLogprobs, ChatMessage, Delta, Usage};
 use crate::{ServedModel, Shared, check_model, finish_reason, prompt_ids};
 
 /// `POST /v1/chat/completions`.
@@ -29,30 +27,27 @@ pub(crate) async fn chat_completions(
     let generation = request.generation(limits)?;
     let ids =
         prompt_ids(&state.served, &prompt).map_err(|e| ApiError::invalid("messages", e.message))?;
+    let started = start(&state, &[ids], &generation)?;
+    let heading = Heading::new("chatcmpl", state.served.clone());
+    let logprobs = request.logprobs.unwrap_or(false);
+    if generation.stream {
+        let chunks = ChatChunks {
+            started: vec![false; started.count],
+            heading,
+            logprobs,
+        };
+        let shape = StreamShape {
+            path: "/v1/chat/completions",
+            include_usage: generation.include_usage,
+            user: request.user.clone(),
+        };
+        return Ok(stream(state.clone(), started, shape, chunks));
+    }
     let Started {
         events,
         count,
         prompt_tokens,
-    } = start(&state, &[ids], &generation)?;
-    let (id, created) = answer_id("chatcmpl");
-    let logprobs = request.logprobs.unwrap_or(false);
-    if generation.stream {
-        let chunks = ChatChunks {
-            served: state.served.clone(),
-            id,
-            created,
-            logprobs,
-            started: vec![false; count],
-        };
-        let shape = StreamShape {
-            path: "/v1/chat/completions",
-            count,
-            prompt_tokens,
-            include_usage: generation.include_usage,
-            user: request.user.clone(),
-        };
-        return Ok(stream(state.clone(), events, shape, chunks));
-    }
+    } = started;
     let done = collect(events, count).await?;
     let tokens = done.iter().map(|c| c.ids.len()).sum();
     let choices = done
@@ -69,14 +64,8 @@ pub(crate) async fn chat_completions(
             finish_reason: Some(finish_reason(completion.finish)),
         })
         .collect();
-    let answer = Envelope {
-        id: &id,
-        object: "chat.completion",
-        created,
-        model: &state.served.name,
-        choices,
-        usage: Some(Usage::new(prompt_tokens, tokens)),
-    };
+    let usage = Some(Usage::new(prompt_tokens, tokens));
+    let answer = heading.envelope("chat.completion", choices, usage);
     Ok(whole(&answer, tokens, request.user))
 }
 
@@ -89,9 +78,7 @@ fn chat_logprobs(served: &ServedModel, entries: &[TokenLogprobs], first: bool) -
 
 /// A streamed chat answer's chunks.
 struct ChatChunks {
-    served: std::sync::Arc<ServedModel>,
-    id: String,
-    created: u64,
+    heading: Heading,
     logprobs: bool,
     /// Whether each choice has sent text yet.
     started: Vec<bool>,
@@ -99,14 +86,7 @@ struct ChatChunks {
 
 impl ChatChunks {
     fn chunk(&self, choices: Vec<ChatChoice>, usage: Option<Usage>) -> String {
-        chunk_json(&Envelope {
-            id: &self.id,
-            object: "chat.completion.chunk",
-            created: self.created,
-            model: &self.served.name,
-            choices,
-            usage,
-        })
+        self.heading.chunk("chat.completion.chunk", choices, usage)
     }
 
     fn delta(index: usize, delta: Delta, logprobs: Option<ChatLogprobs>) -> ChatChoice {
@@ -137,7 +117,7 @@ impl Chunks for ChatChunks {
         let first = !std::mem::replace(&mut self.started[index], true);
         let logprobs = self
             .logprobs
-            .then(|| chat_logprobs(&self.served, logprobs, first));
+            .then(|| chat_logprobs(self.heading.served(), logprobs, first));
         let delta = Delta {
             role: None,
             content: Some(text.to_owned()),

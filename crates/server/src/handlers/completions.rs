@@ -8,13 +8,11 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use model::generation::{Completion, TokenLogprobs};
 
-use super::{
-    Chunks, Started, StreamShape, answer_id, chunk_json, read_request, start, stream, whole,
-};
+use super::{Chunks, Heading, Started, StreamShape, read_request, start, stream, whole};
 use crate::engine::collect;
 use crate::error::ApiError;
 use crate::requests::CompletionRequest;
-use crate::responses::{Envelope, TextChoice, TextLogprobs, Usage};
+use crate::responses::{TextChoice, TextLogprobs, Usage};
 use crate::{ServedModel, Shared, check_model, finish_reason, generator, prompt_ids};
 
 /// `POST /v1/completions`.
@@ -31,30 +29,27 @@ pub(crate) async fn completions(
         .iter()
         .map(|p| prompt_ids(&state.served, p))
         .collect::<Result<Vec<_>, _>>()?;
+    let started = start(&state, &ids, &generation)?;
+    let heading = Heading::new("cmpl", state.served.clone());
+    if generation.stream {
+        let chunks = TextChunks {
+            started: vec![false; started.count],
+            offsets: vec![0; started.count],
+            heading,
+            logprobs: request.logprobs.is_some(),
+        };
+        let shape = StreamShape {
+            path: "/v1/completions",
+            include_usage: generation.include_usage,
+            user: request.user.clone(),
+        };
+        return Ok(stream(state.clone(), started, shape, chunks));
+    }
     let Started {
         events,
         count,
         prompt_tokens,
-    } = start(&state, &ids, &generation)?;
-    let (id, created) = answer_id("cmpl");
-    if generation.stream {
-        let chunks = TextChunks {
-            served: state.served.clone(),
-            id,
-            created,
-            logprobs: request.logprobs.is_some(),
-            started: vec![false; count],
-            offsets: vec![0; count],
-        };
-        let shape = StreamShape {
-            path: "/v1/completions",
-            count,
-            prompt_tokens,
-            include_usage: generation.include_usage,
-            user: request.user.clone(),
-        };
-        return Ok(stream(state.clone(), events, shape, chunks));
-    }
+    } = started;
     let done = collect(events, count).await?;
     let tokens = done.iter().map(|c| c.ids.len()).sum();
     // The prompts' own log-probabilities, for `echo` with `logprobs`.
@@ -90,14 +85,8 @@ pub(crate) async fn completions(
             ));
         }
     }
-    let answer = Envelope {
-        id: &id,
-        object: "text_completion",
-        created,
-        model: &state.served.name,
-        choices,
-        usage: Some(Usage::new(prompt_tokens, tokens)),
-    };
+    let usage = Some(Usage::new(prompt_tokens, tokens));
+    let answer = heading.envelope("text_completion", choices, usage);
     Ok(whole(&answer, tokens, request.user))
 }
 
@@ -171,9 +160,7 @@ fn with_separator(separator: &str, text: &str) -> String {
 
 /// A streamed completion's chunks.
 struct TextChunks {
-    served: std::sync::Arc<ServedModel>,
-    id: String,
-    created: u64,
+    heading: Heading,
     logprobs: bool,
     /// Whether each choice has sent text yet (its first piece carries the separator).
     started: Vec<bool>,
@@ -183,14 +170,7 @@ struct TextChunks {
 
 impl TextChunks {
     fn chunk(&self, choice: TextChoice) -> String {
-        chunk_json(&Envelope {
-            id: &self.id,
-            object: "text_completion",
-            created: self.created,
-            model: &self.served.name,
-            choices: vec![choice],
-            usage: None,
-        })
+        self.heading.chunk("text_completion", vec![choice], None)
     }
 }
 
@@ -200,7 +180,7 @@ impl Chunks for TextChunks {
     }
 
     fn piece(&mut self, index: usize, text: &str, logprobs: &[TokenLogprobs]) -> String {
-        let separator = self.served.meta.tokenizer.separator();
+        let separator = self.heading.served().meta.tokenizer.separator();
         let text = match std::mem::replace(&mut self.started[index], true) {
             false => with_separator(separator, text),
             true => text.to_owned(),
@@ -208,7 +188,12 @@ impl Chunks for TextChunks {
         let table = self.logprobs.then(|| {
             let mut table = TextLogprobs::default();
             let pair = (separator, separator);
-            table.extend(&self.served, pair, logprobs, &mut self.offsets[index]);
+            table.extend(
+                self.heading.served(),
+                pair,
+                logprobs,
+                &mut self.offsets[index],
+            );
             table
         });
         self.chunk(TextChoice {
@@ -229,13 +214,7 @@ impl Chunks for TextChunks {
     }
 
     fn usage(&mut self, usage: Usage) -> String {
-        chunk_json(&Envelope::<TextChoice> {
-            id: &self.id,
-            object: "text_completion",
-            created: self.created,
-            model: &self.served.name,
-            choices: Vec::new(),
-            usage: Some(usage),
-        })
+        self.heading
+            .chunk::<TextChoice>("text_completion", Vec::new(), Some(usage))
     }
 }

@@ -7,6 +7,7 @@ pub(crate) mod next;
 pub(crate) mod run_record;
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -23,8 +24,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::engine::{Event, Job};
 use crate::error::ApiError;
 use crate::requests::{Generation, parse, read_body};
-use crate::responses::Usage;
-use crate::{AppState, Generated, LogLine, RequestLog, Shared, Streamed, now};
+use crate::responses::{Envelope, Usage};
+use crate::{AppState, Generated, LogLine, RequestLog, ServedModel, Shared, Streamed, now};
 
 /// The sequences a request generates: for each prompt, `best_of` choices; choice k of all of
 /// them (prompt index times `best_of` plus rank) draws from the request's seed plus k.
@@ -79,12 +80,58 @@ pub(crate) fn start(
     })
 }
 
-/// An answer's `id` (`prefix-` and a number unique in this process) and `created`.
-pub(crate) fn answer_id(prefix: &str) -> (String, u64) {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    let created = now();
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    (format!("{prefix}-{created}-{n}"), created)
+/// What every chunk of one answer, and a whole answer, carries: the `id` (`prefix-` and a
+/// number unique in this process), `created` and the model's name.
+pub(crate) struct Heading {
+    id: String,
+    created: u64,
+    served: Arc<ServedModel>,
+}
+
+impl Heading {
+    /// A new answer's heading, its id starting with `prefix`.
+    pub(crate) fn new(prefix: &str, served: Arc<ServedModel>) -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let created = now();
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        Self {
+            id: format!("{prefix}-{created}-{n}"),
+            created,
+            served,
+        }
+    }
+
+    /// The served model.
+    pub(crate) fn served(&self) -> &ServedModel {
+        &self.served
+    }
+
+    /// `choices` (and `usage`) under this heading, as an `object`.
+    pub(crate) fn envelope<C>(
+        &self,
+        object: &'static str,
+        choices: Vec<C>,
+        usage: Option<Usage>,
+    ) -> Envelope<'_, C> {
+        Envelope {
+            id: &self.id,
+            object,
+            created: self.created,
+            model: &self.served.name,
+            choices,
+            usage,
+        }
+    }
+
+    /// [`Heading::envelope`] as one event's JSON text.
+    pub(crate) fn chunk<C: Serialize>(
+        &self,
+        object: &'static str,
+        choices: Vec<C>,
+        usage: Option<Usage>,
+    ) -> String {
+        serde_json::to_string(&self.envelope(object, choices, usage)).expect("a chunk serialises")
+    }
 }
 
 /// How one API writes a stream's chunks.
@@ -106,19 +153,10 @@ pub(crate) fn whole(answer: &impl Serialize, tokens: usize, user: Option<String>
     response
 }
 
-/// JSON text of a chunk.
-pub(crate) fn chunk_json(chunk: &impl Serialize) -> String {
-    serde_json::to_string(chunk).expect("a chunk serialises")
-}
-
 /// What a stream sends besides the chunks, and logs.
 pub(crate) struct StreamShape {
     /// The endpoint, for the log.
     pub path: &'static str,
-    /// The sequences generated.
-    pub count: usize,
-    /// The prompts' tokens, for the usage.
-    pub prompt_tokens: usize,
     /// Whether the usage is sent before `[DONE]`.
     pub include_usage: bool,
     /// The request's `user`, for the log.
@@ -130,10 +168,15 @@ pub(crate) struct StreamShape {
 /// sequences.
 pub(crate) fn stream(
     state: Shared,
-    mut events: mpsc::UnboundedReceiver<Event>,
+    started: Started,
     shape: StreamShape,
     mut chunks: impl Chunks,
 ) -> Response {
+    let Started {
+        mut events,
+        count,
+        prompt_tokens,
+    } = started;
     let (sender, receiver) = mpsc::channel::<Result<SseEvent, Infallible>>(64);
     let start = Instant::now();
     tokio::spawn(async move {
@@ -143,7 +186,7 @@ pub(crate) fn stream(
                 return;
             }
         }
-        let (mut left, mut tokens) = (shape.count, 0);
+        let (mut left, mut tokens) = (count, 0);
         while left > 0 {
             let data = match events.recv().await {
                 Some(Event::Piece {
@@ -163,7 +206,7 @@ pub(crate) fn stream(
             }
         }
         if shape.include_usage {
-            let _ = send(chunks.usage(Usage::new(shape.prompt_tokens, tokens))).await;
+            let _ = send(chunks.usage(Usage::new(prompt_tokens, tokens))).await;
         }
         let _ = send("[DONE]".to_owned()).await;
         if state.log == RequestLog::Stderr {
