@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::response::Response;
 use model::generation::{Completion, TokenLogprobs};
 
-use super::{Chunks, Heading, Started, StreamShape, read_request, start, stream, whole};
+use super::{Chunks, Heading, StreamShape, read_request, start, stream, whole};
 use crate::engine::collect;
 use crate::error::ApiError;
 use crate::requests::ChatRequest;
@@ -43,12 +43,8 @@ pub(crate) async fn chat_completions(
         };
         return Ok(stream(state.clone(), started, shape, chunks));
     }
-    let Started {
-        events,
-        count,
-        prompt_tokens,
-    } = started;
-    let done = collect(events, count).await?;
+    let prompt_tokens = started.prompt_tokens;
+    let done = collect(started.events, started.count).await?;
     let tokens = done.iter().map(|c| c.ids.len()).sum();
     let choices = done
         .iter()
